@@ -1,0 +1,1 @@
+"""Flax models: LeNet-5 as in the paper."""

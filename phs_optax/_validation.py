@@ -1,0 +1,54 @@
+"""Checks of hyperparameters at construction, skipped for traced values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def _concrete_values(value: Any) -> np.ndarray | None:
+    """The value as a NumPy array, or None when it is traced or not numeric."""
+    if isinstance(value, jax.core.Tracer) or callable(value) or value is None:
+        return None
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+
+
+def check(
+    owner: str,
+    name: str,
+    value: Any,
+    is_valid: Callable[[np.ndarray], np.ndarray],
+    requirement: str,
+) -> None:
+    """Raises ValueError naming ``name`` and ``value`` when a concrete value fails."""
+    values = _concrete_values(value)
+    if values is not None and not np.all(is_valid(values)):
+        raise ValueError(
+            f"{owner}: {name} must be {requirement}, got {name}={value!r}."
+        )
+
+
+def check_choice(owner: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(
+            f"{owner}: {name} must be one of {', '.join(map(repr, choices))}, "
+            f"got {name}={value!r}."
+        )
+
+
+def check_dynamics(
+    owner: str, learning_rate: Any, mass: Any, friction: Any, integrator: str, drag: str
+) -> None:
+    from phs_optax._dynamics import DRAGS, INTEGRATORS
+
+    check(owner, "learning_rate", learning_rate, lambda v: v > 0, "> 0")
+    check(owner, "mass", mass, lambda v: v > 0, "> 0")
+    check(owner, "friction", friction, lambda v: v >= 0, ">= 0")
+    check_choice(owner, "integrator", integrator, INTEGRATORS)
+    check_choice(owner, "drag", drag, DRAGS)
