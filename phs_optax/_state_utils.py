@@ -58,9 +58,12 @@ def brake(opt_state: optax.OptState) -> optax.OptState:
         if not isinstance(node, GoalPHSState):
             return node
         found = True
+        # tree.map keeps whatever wraps the leaves (e.g. flax.nnx Variables).
         return node._replace(
-            braked=jnp.ones_like(node.braked),
-            brake_step=jnp.where(node.braked, node.brake_step, node.count),
+            braked=jax.tree.map(jnp.ones_like, node.braked),
+            brake_step=jax.tree.map(
+                jnp.where, node.braked, node.brake_step, node.count
+            ),
         )
 
     braked_state = jax.tree.map(

@@ -85,7 +85,10 @@ class GoalPHSState(NamedTuple):
 
 def _zeros_like(params: optax.Params, dtype: Any) -> optax.Updates:
     return jax.tree.map(
-        lambda p: jnp.zeros(jnp.shape(p), dtype or jnp.asarray(p).dtype), params
+        lambda p: jnp.zeros(
+            jnp.shape(p), jnp.asarray(p).dtype if dtype is None else dtype
+        ),
+        params,
     )
 
 
@@ -106,7 +109,7 @@ def phs(
     integrator: str = "conformal",
     drag: str = "momentum",
     momentum_dtype: Any | None = None,
-) -> optax.GradientTransformation:
+) -> optax.GradientTransformationExtraArgs:
     """Port-Hamiltonian momentum with fixed friction (the paper's "PHS" baseline).
     {dynamics}
     Args:
@@ -119,8 +122,9 @@ def phs(
       momentum_dtype: dtype of the momentum; by default that of each param.
 
     Returns:
-      An :class:`optax.GradientTransformation`; its updates are to be added to
-      the params (``optax.apply_updates``).
+      An :class:`optax.GradientTransformationExtraArgs`; its updates are added
+      to the params (``optax.apply_updates``). Extra keyword arguments of
+      ``update`` (such as ``value``) are accepted and ignored.
 
     Example:
       >>> import jax.numpy as jnp, optax, phs_optax
@@ -130,6 +134,7 @@ def phs(
       >>> updates, state = tx.update({{"w": jnp.ones(3)}}, state, params)
     """
     _validation.check_dynamics("phs", learning_rate, mass, friction, integrator, drag)
+    _validation.check_dtype("phs", "momentum_dtype", momentum_dtype)
 
     def init_fn(params: optax.Params) -> PHSState:
         return PHSState(
@@ -137,9 +142,12 @@ def phs(
         )
 
     def update_fn(
-        updates: optax.Updates, state: PHSState, params: optax.Params | None = None
+        updates: optax.Updates,
+        state: PHSState,
+        params: optax.Params | None = None,
+        **extra_args: Any,
     ) -> tuple[optax.Updates, PHSState]:
-        del params
+        del params, extra_args  # e.g. `value`, accepted so phs and goal_phs swap freely
         updates, momentum = phs_step(
             updates,
             state.momentum,
@@ -153,7 +161,7 @@ def phs(
             count=optax.safe_increment(state.count), momentum=momentum
         )
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def _validate_goal(
@@ -164,7 +172,7 @@ def _validate_goal(
     accumulation_size: Any,
 ) -> None:
     check = _validation.check
-    check("goal_phs", "goal", goal, lambda v: (v > 0) & (v < 1), "in (0, 1)")
+    check("goal_phs", "goal", goal, lambda v: (v > 0) & (v < 1), "in (0, 1) or None")
     check("goal_phs", "brake_factor", brake_factor, lambda v: v >= 1, ">= 1")
     check("goal_phs", "initial_loss", initial_loss, lambda v: v > 0, "> 0 (or None)")
     check("goal_phs", "ema_decay", ema_decay, lambda v: (v >= 0) & (v < 1), "in [0, 1)")
@@ -186,7 +194,7 @@ def goal_phs(
     learning_rate: ScalarOrSchedule,
     mass: float | jax.Array,
     friction: float | jax.Array,
-    goal: float | jax.Array,
+    goal: float | jax.Array | None,
     brake_factor: float | jax.Array,
     *,
     integrator: str = "conformal",
@@ -260,6 +268,7 @@ def goal_phs(
         "goal_phs", learning_rate, mass, friction, integrator, drag
     )
     _validate_goal(goal, brake_factor, initial_loss, ema_decay, accumulation_size)
+    _validation.check_dtype("goal_phs", "momentum_dtype", momentum_dtype)
 
     def init_fn(params: optax.Params) -> GoalPHSState:
         nan = jnp.asarray(jnp.nan, jnp.float32)
@@ -327,7 +336,10 @@ def goal_phs(
             jnp.isnan(state.initial_loss) & is_finite, value, state.initial_loss
         )
         monitored, compare_now, loss_sum, loss_count = monitor(value, is_finite, state)
-        goal_reached = compare_now & (monitored <= (1.0 - _f32(goal)) * reference)
+        if goal is None:
+            goal_reached = jnp.zeros([], jnp.bool_)
+        else:
+            goal_reached = compare_now & (monitored <= (1.0 - _f32(goal)) * reference)
         braked = state.braked | goal_reached
         friction_in_force = _f32(friction) * jnp.where(braked, _f32(brake_factor), 1.0)
         updates, momentum = phs_step(

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -52,3 +53,22 @@ def check_dynamics(
     check(owner, "friction", friction, lambda v: v >= 0, ">= 0")
     check_choice(owner, "integrator", integrator, INTEGRATORS)
     check_choice(owner, "drag", drag, DRAGS)
+
+
+def check_dtype(owner: str, name: str, dtype: Any) -> None:
+    """A floating dtype or None; arrays (what inject_hyperparams makes of a
+    dtype it mistakes for a schedule) are rejected rather than ignored."""
+    if dtype is None:
+        return
+    try:
+        is_float = not isinstance(dtype, jax.Array) and jnp.issubdtype(
+            jnp.dtype(dtype), jnp.floating
+        )
+    except TypeError:
+        is_float = False
+    if not is_float:
+        raise ValueError(
+            f"{owner}: {name} must be a floating dtype such as 'float32' (with "
+            f"optax.inject_hyperparams, give it as a string or in static_args), "
+            f"got {name}={dtype!r}."
+        )
