@@ -1,0 +1,183 @@
+"""The training loop on small synthetic data: metrics, evaluation, resume, validation."""
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from phs_optax_training import data as data_lib
+from phs_optax_training import train_lib
+from phs_optax_training.config import TrainConfig
+
+QUICK = dict(
+    dataset="fashion_mnist",
+    batch_size=32,
+    eval_batch_size=64,
+    num_epochs=2,
+    learning_rate=0.1,
+    mass=1.0,
+    friction=1.0,
+    goal=0.5,
+    brake_factor=10.0,
+)
+
+
+@pytest.fixture(scope="module")
+def dataset(small_fashion_mnist_dir):
+    return data_lib.load_dataset("fashion_mnist", str(small_fashion_mnist_dir))
+
+
+def read_rows(workdir: Path) -> list[dict]:
+    return [
+        json.loads(line)
+        for line in (workdir / "metrics.jsonl").read_text().splitlines()
+    ]
+
+
+def assert_trees_equal(a, b):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_goal_phs_training_learns_and_brakes(dataset, tmp_path):
+    config = TrainConfig(**{**QUICK, "num_epochs": 3})
+    summary = train_lib.train_and_evaluate(
+        config, tmp_path, dataset=dataset, progress=False
+    )
+    rows = read_rows(tmp_path)
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert summary["final_test_accuracy"] > 0.5  # chance is 0.1
+    assert rows[-1]["braked"] is True
+    assert 0 <= summary["brake_step"] < 3 * (512 // 32)
+    assert rows[-1]["friction"] == pytest.approx(10.0)
+
+
+def test_metrics_line_per_epoch_has_every_field(dataset, tmp_path):
+    train_lib.train_and_evaluate(
+        TrainConfig(**QUICK), tmp_path, dataset=dataset, progress=False
+    )
+    rows = read_rows(tmp_path)
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert [row["step"] for row in rows] == [16, 32]
+    expected = {
+        "epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+        "validation_loss", "friction", "braked", "brake_step", "kinetic_energy",
+        "hamiltonian", "images_per_second", "wall_time",
+    }  # fmt: skip
+    assert set(rows[0]) == expected
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["epochs_done"] == 2
+    assert summary["num_params"] == 44_426
+    assert rows[1]["hamiltonian"] == pytest.approx(
+        rows[1]["kinetic_energy"] + rows[1]["train_loss"]
+    )
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "phs"])
+def test_baseline_optimizers_train(dataset, tmp_path, optimizer):
+    config = TrainConfig(**{**QUICK, "optimizer": optimizer, "num_epochs": 1})
+    train_lib.train_and_evaluate(config, tmp_path, dataset=dataset, progress=False)
+    row = read_rows(tmp_path)[0]
+    assert row["braked"] is None
+    assert np.isfinite(row["train_loss"])
+
+
+def test_evaluation_counts_every_test_example_once(dataset):
+    params = train_lib.LeNet5().init(jax.random.PRNGKey(0), dataset.test_images[:1])[
+        "params"
+    ]
+    num_examples = len(dataset.test_labels)  # 203: no batch size divides it
+    eval_step = train_lib.make_eval_step(train_lib.LeNet5().apply, 64, num_examples)
+    replicate = train_lib.jax_utils.replicate
+    loss, accuracy = train_lib.evaluate(
+        eval_step,
+        replicate(params),
+        replicate(dataset.test_images),
+        replicate(dataset.test_labels),
+        num_examples,
+        64,
+    )
+    logits = train_lib.LeNet5().apply({"params": params}, dataset.test_images)
+    expected_accuracy = np.mean(np.argmax(logits, -1) == dataset.test_labels)
+    log_probs = jax.nn.log_softmax(logits)
+    expected_loss = -np.mean(log_probs[np.arange(num_examples), dataset.test_labels])
+    assert accuracy == pytest.approx(expected_accuracy)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_resume_gives_the_same_state_as_one_go(dataset, tmp_path):
+    config = TrainConfig(**QUICK)
+    train_lib.train_and_evaluate(
+        config, tmp_path / "one_go", dataset=dataset, progress=False
+    )
+    one_epoch = TrainConfig(**{**QUICK, "num_epochs": 1})
+    train_lib.train_and_evaluate(
+        one_epoch, tmp_path / "resumed", dataset=dataset, progress=False
+    )
+    train_lib.train_and_evaluate(
+        config, tmp_path / "resumed", dataset=dataset, progress=False
+    )
+
+    one_go = train_lib.final_params(tmp_path / "one_go", config, dataset)
+    resumed = train_lib.final_params(tmp_path / "resumed", config, dataset)
+    assert_trees_equal(one_go.params, resumed.params)
+    assert_trees_equal(one_go.opt_state, resumed.opt_state)
+    assert bool(one_go.opt_state.braked) == bool(resumed.opt_state.braked)
+    assert [r["epoch"] for r in read_rows(tmp_path / "resumed")] == [1, 2]
+
+
+def test_rerun_of_finished_workdir_trains_nothing_more(dataset, tmp_path):
+    config = TrainConfig(**{**QUICK, "num_epochs": 1})
+    train_lib.train_and_evaluate(config, tmp_path, dataset=dataset, progress=False)
+    summary = train_lib.train_and_evaluate(
+        config, tmp_path, dataset=dataset, progress=False
+    )
+    assert summary["epochs_done"] == 1
+    assert len(read_rows(tmp_path)) == 1
+
+
+def test_validation_brake_fires_after_patience_rises():
+    brake = train_lib.ValidationBrake(patience=2)
+    assert [brake.should_brake(v) for v in [1.0, 0.9, 0.95, 0.9, 0.95, 0.97]] == [
+        False, False, False, False, False, True,
+    ]  # fmt: skip
+
+
+def test_validation_triggered_braking_runs_and_reports_validation_loss(
+    dataset, tmp_path
+):
+    config = TrainConfig(
+        **{**QUICK, "num_epochs": 3, "validation_fraction": 0.25},
+        brake_trigger="validation",
+        validation_patience=1,
+    )
+    summary = train_lib.train_and_evaluate(
+        config, tmp_path, dataset=dataset, progress=False
+    )
+    rows = read_rows(tmp_path)
+    losses = [row["validation_loss"] for row in rows]
+    assert all(np.isfinite(losses))
+    rose = any(
+        later > earlier for earlier, later in zip(losses, losses[1:], strict=False)
+    )
+    # With goal=None the only way to brake is a rising validation loss.
+    assert rows[-1]["braked"] is rose
+    assert summary["config"]["steps_per_epoch"] == 384 // 32
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="the Debian package dataset-fashion-mnist is not installed",
+)
+def test_loss_falls_on_real_fashion_mnist(tmp_path):
+    config = TrainConfig(
+        num_epochs=2, max_train_examples=6400, max_test_examples=2000, batch_size=64
+    )
+    summary = train_lib.train_and_evaluate(config, tmp_path, progress=False)
+    rows = read_rows(tmp_path)
+    assert summary["dataset_source"].startswith("system:")
+    assert rows[0]["train_loss"] < np.log(10)  # below the loss of a uniform guess
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+    assert rows[-1]["test_accuracy"] > 0.6

@@ -1,0 +1,247 @@
+"""Command line of train.py: flags, presets, multi-process start-up, exit codes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from absl import flags
+
+from phs_optax_training.config import TrainConfig
+
+USAGE_ERROR = 2
+_DEFAULTS = TrainConfig()
+
+FLAGS = flags.FlagValues()
+_HELP = {
+    "dataset": "fashion_mnist or cifar10.",
+    "data_dir": "Folder with the dataset's files (IDX files, class folders, .tar.gz).",
+    "optimizer": "sgd, phs or goal_phs.",
+    "learning_rate": "Step length alpha.",
+    "mass": "Mass m (phs, goal_phs).",
+    "friction": "Exploration friction gamma (phs, goal_phs).",
+    "goal": "Brake when the loss <= (1 - goal) * initial loss (goal_phs).",
+    "brake_factor": "Friction multiplier at the brake (goal_phs).",
+    "integrator": "conformal, symplectic or euler (eq. 2 literally).",
+    "drag": "momentum (friction force -gamma p) or velocity (-gamma p / m, eq. 2).",
+    "sgd_momentum": "Momentum of sgd; 0 is plain SGD as in the paper.",
+    "ema_decay": "Brake on an exponential moving average of the loss with this decay.",
+    "accumulation_size": "Brake on the mean loss over windows of this many steps.",
+    "brake_trigger": "goal, validation (rising validation loss) or both.",
+    "validation_fraction": "Fraction of the training set held out for validation.",
+    "validation_patience": "Brake after the validation loss rose this many epochs.",
+    "batch_size": "Global batch size (split across all devices).",
+    "eval_batch_size": "Global batch size of evaluation.",
+    "num_epochs": "Number of epochs.",
+    "seed": "Seed of initialisation and shuffling.",
+    "checkpoint_every_epochs": "Save a checkpoint every this many epochs (and at the end).",
+    "max_checkpoints": "Checkpoints kept.",
+    "max_train_examples": "Use only the first N training examples (quick runs).",
+    "max_test_examples": "Use only the first N test examples (quick runs).",
+}
+
+
+def _define_config_flags() -> None:
+    for field in dataclasses.fields(TrainConfig):
+        default = getattr(_DEFAULTS, field.name)
+        help_text = _HELP[field.name]
+        kind = field.type if isinstance(field.type, str) else field.type.__name__
+        if kind.startswith("str"):
+            flags.DEFINE_string(field.name, default, help_text, flag_values=FLAGS)
+        elif kind.startswith("int"):
+            flags.DEFINE_integer(field.name, default, help_text, flag_values=FLAGS)
+        else:
+            flags.DEFINE_float(field.name, default, help_text, flag_values=FLAGS)
+
+
+_define_config_flags()
+flags.DEFINE_string(
+    "workdir", None, "Output folder (default: runs/<config>).", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "preset",
+    None,
+    "A row of the paper's tables, e.g. table2-lr0.1-goal-f0.1-m10.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "goal_reading",
+    None,
+    "How a preset's goal is read: reduction or remaining (default: per table).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+    "compare_baselines",
+    False,
+    "Also train phs and sgd with the same hyperparameters and print a comparison.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool("quiet", False, "No progress bar.", flag_values=FLAGS)
+flags.DEFINE_bool(
+    "plots", True, "Write PNG plots to the workdir at the end.", flag_values=FLAGS
+)
+flags.DEFINE_string(
+    "coordinator_address",
+    os.environ.get("JAX_COORDINATOR_ADDRESS"),
+    "host:port of process 0, for multi-process training.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+    "num_processes",
+    int(os.environ.get("JAX_NUM_PROCESSES", "1")),
+    "Number of processes.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_integer(
+    "process_id",
+    int(os.environ.get("JAX_PROCESS_ID", "0")),
+    "This process's index.",
+    flag_values=FLAGS,
+)
+
+
+class UsageError(Exception):
+    """A misuse of the command line; the message is one line."""
+
+
+def config_from_flags() -> TrainConfig:
+    values = {
+        field.name: FLAGS[field.name].value for field in dataclasses.fields(TrainConfig)
+    }
+    if FLAGS.preset:
+        values.update(_preset_values(FLAGS.preset, FLAGS.goal_reading))
+    elif FLAGS.goal_reading:
+        raise UsageError("--goal_reading only applies together with --preset")
+    return TrainConfig(**values)
+
+
+def _preset_values(name: str, goal_reading: str | None) -> dict:
+    """The preset's hyperparameters; flags given explicitly on the command line win."""
+    from phs_optax_training import presets
+
+    try:
+        preset = presets.get_preset(name)
+    except KeyError as error:
+        raise UsageError(str(error.args[0]) if error.args else str(error)) from None
+    reading = goal_reading or presets.DEFAULT_GOAL_READING[preset.table]
+    if reading not in ("reduction", "remaining"):
+        raise UsageError(
+            f"unknown --goal_reading={reading!r}; choose reduction or remaining"
+        )
+    values = {
+        "dataset": preset.dataset,
+        "optimizer": preset.optimizer,
+        "learning_rate": preset.learning_rate,
+    }
+    if preset.mass is not None:
+        values.update(mass=preset.mass, friction=preset.friction)
+    if preset.optimizer == "goal_phs":
+        values.update(
+            goal=presets.goal_for(preset, reading), brake_factor=preset.brake_factor
+        )
+    return {key: value for key, value in values.items() if not FLAGS[key].present}
+
+
+def default_workdir(config: TrainConfig) -> Path:
+    name = f"{config.dataset}_{config.optimizer}_lr{config.learning_rate:g}"
+    if config.optimizer != "sgd":
+        name += f"_m{config.mass:g}_f{config.friction:g}"
+    if config.optimizer == "goal_phs":
+        name += f"_g{config.goal:g}_b{config.brake_factor:g}"
+    return Path("runs") / f"{name}_s{config.seed}"
+
+
+def _start_distributed() -> None:
+    if not FLAGS.coordinator_address:
+        return
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=FLAGS.coordinator_address,
+        num_processes=FLAGS.num_processes,
+        process_id=FLAGS.process_id,
+    )
+
+
+def _fail(message: str) -> None:
+    print(f"train.py: error: {message}", file=sys.stderr)
+    sys.exit(USAGE_ERROR)
+
+
+def run(argv: list[str]) -> None:
+    try:
+        rest = FLAGS(argv)
+        if len(rest) > 1:
+            raise UsageError(
+                f"unexpected arguments {' '.join(rest[1:])!r}; flags look like --name=value"
+            )
+        config = config_from_flags()
+    except (flags.Error, UsageError) as error:
+        _fail(str(error).splitlines()[0])
+        return
+
+    from phs_optax_training import train_lib
+    from phs_optax_training.config import ConfigError
+    from phs_optax_training.data import DataUnavailableError
+
+    try:
+        _start_distributed()
+        import jax
+
+        train_lib.validate(config, jax.device_count())
+        workdir = Path(FLAGS.workdir) if FLAGS.workdir else default_workdir(config)
+        runs = {config.optimizer: (config, workdir)}
+        if FLAGS.compare_baselines:
+            runs = _with_baselines(config, workdir)
+        summaries = {}
+        for name, (run_config, run_workdir) in runs.items():
+            summaries[name] = train_lib.train_and_evaluate(
+                run_config, run_workdir, progress=not FLAGS.quiet
+            )
+            if FLAGS.plots and jax.process_index() == 0:
+                from phs_optax_training import plotting
+
+                plotting.plot_run(run_workdir)
+    except (ConfigError, DataUnavailableError) as error:
+        _fail(str(error).splitlines()[0])
+        return
+    if jax.process_index() == 0:
+        _print_summaries(summaries, runs, FLAGS.plots and FLAGS.compare_baselines)
+
+
+def _with_baselines(config: TrainConfig, workdir: Path) -> dict:
+    runs = {}
+    for optimizer in ("goal_phs", "phs", "sgd"):
+        runs[optimizer] = (
+            dataclasses.replace(config, optimizer=optimizer),
+            workdir / optimizer,
+        )
+    return runs
+
+
+def _print_summaries(summaries: dict, runs: dict, overlay: bool) -> None:
+    print(
+        f"{'optimizer':<10} {'final test acc':>14} {'best test acc':>13} {'brake epoch':>11}  workdir"
+    )
+    for name, summary in summaries.items():
+        brake = summary["brake_epoch"]
+        print(
+            f"{name:<10} {summary['final_test_accuracy']:>14.4f} "
+            f"{summary['best_test_accuracy']:>13.4f} "
+            f"{'-' if brake is None else f'{brake:.2f}':>11}  {runs[name][1]}"
+        )
+    if overlay:
+        from phs_optax_training import plotting
+
+        out = Path(next(iter(runs.values()))[1]).parent / "comparison.png"
+        plotting.plot_compare(
+            [workdir for _, workdir in runs.values()], out, labels=list(runs)
+        )
+        print(f"comparison plot: {out}")
+
+
+def main() -> None:
+    run(sys.argv)

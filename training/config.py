@@ -1,0 +1,134 @@
+"""The training configuration and its validation (done before anything compiles)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import phs_optax
+
+DATASETS = ("fashion_mnist", "cifar10")
+OPTIMIZERS = ("sgd", "phs", "goal_phs")
+BRAKE_TRIGGERS = ("goal", "validation", "both")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message is one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run depends on. Defaults: Table 2's first goal row."""
+
+    dataset: str = "fashion_mnist"
+    data_dir: str | None = None
+    optimizer: str = "goal_phs"
+    learning_rate: float = 0.1
+    mass: float = 10.0
+    friction: float = 0.1
+    goal: float = 0.85
+    brake_factor: float = 50.0
+    integrator: str = "conformal"
+    drag: str = "momentum"
+    sgd_momentum: float = 0.0
+    ema_decay: float | None = None
+    accumulation_size: int | None = None
+    brake_trigger: str = "goal"
+    validation_fraction: float = 0.0
+    validation_patience: int = 2
+    batch_size: int = 64
+    eval_batch_size: int = 1000
+    num_epochs: int = 2
+    seed: int = 0
+    checkpoint_every_epochs: int = 1
+    max_checkpoints: int = 2
+    max_train_examples: int | None = None
+    max_test_examples: int | None = None
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(config: TrainConfig, num_devices: int) -> None:
+    """Raises ConfigError (one line) for a configuration that cannot run."""
+    _require(
+        config.dataset in DATASETS,
+        f"unknown --dataset={config.dataset!r}; choose one of {', '.join(DATASETS)}",
+    )
+    _require(
+        config.optimizer in OPTIMIZERS,
+        f"unknown --optimizer={config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}",
+    )
+    _require(
+        config.integrator in phs_optax.INTEGRATORS,
+        f"unknown --integrator={config.integrator!r}; choose one of "
+        f"{', '.join(phs_optax.INTEGRATORS)}",
+    )
+    _require(
+        config.drag in phs_optax.DRAGS,
+        f"unknown --drag={config.drag!r}; choose one of {', '.join(phs_optax.DRAGS)}",
+    )
+    _require(
+        config.brake_trigger in BRAKE_TRIGGERS,
+        f"unknown --brake_trigger={config.brake_trigger!r}; choose one of "
+        f"{', '.join(BRAKE_TRIGGERS)}",
+    )
+    _require(
+        config.learning_rate > 0,
+        f"--learning_rate must be > 0, got {config.learning_rate}",
+    )
+    _require(config.mass > 0, f"--mass must be > 0, got {config.mass}")
+    _require(config.friction >= 0, f"--friction must be >= 0, got {config.friction}")
+    _require(0 < config.goal < 1, f"--goal must be in (0, 1), got {config.goal}")
+    _require(
+        config.brake_factor >= 1,
+        f"--brake_factor must be >= 1, got {config.brake_factor}",
+    )
+    _require(
+        0 <= config.sgd_momentum < 1,
+        f"--sgd_momentum must be in [0, 1), got {config.sgd_momentum}",
+    )
+    _require(
+        config.ema_decay is None or 0 <= config.ema_decay < 1,
+        f"--ema_decay must be in [0, 1), got {config.ema_decay}",
+    )
+    _require(
+        config.accumulation_size is None or config.accumulation_size >= 1,
+        f"--accumulation_size must be >= 1, got {config.accumulation_size}",
+    )
+    _require(
+        config.ema_decay is None or config.accumulation_size is None,
+        "give at most one of --ema_decay and --accumulation_size",
+    )
+    _require(
+        0 <= config.validation_fraction < 1,
+        f"--validation_fraction must be in [0, 1), got {config.validation_fraction}",
+    )
+    _require(
+        config.brake_trigger == "goal" or config.validation_fraction > 0,
+        f"--brake_trigger={config.brake_trigger} needs --validation_fraction > 0",
+    )
+    _require(
+        config.brake_trigger == "goal" or config.optimizer == "goal_phs",
+        f"--brake_trigger={config.brake_trigger} needs --optimizer=goal_phs",
+    )
+    _require(
+        config.validation_patience >= 1,
+        f"--validation_patience must be >= 1, got {config.validation_patience}",
+    )
+    _require(
+        config.num_epochs >= 1, f"--num_epochs must be >= 1, got {config.num_epochs}"
+    )
+    _require(
+        config.checkpoint_every_epochs >= 1,
+        f"--checkpoint_every_epochs must be >= 1, got {config.checkpoint_every_epochs}",
+    )
+    for name in ("batch_size", "eval_batch_size"):
+        size = getattr(config, name)
+        _require(size >= 1, f"--{name} must be >= 1, got {size}")
+        _require(
+            size % num_devices == 0,
+            f"--{name}={size} is not divisible by the {num_devices} devices; "
+            f"use a multiple of {num_devices}",
+        )

@@ -1,0 +1,494 @@
+"""Data-parallel training of LeNet-5 with sgd, phs or goal_phs (the paper's experiment).
+
+The whole dataset lives on every local device; each epoch a seeded permutation
+(one small transfer per epoch) says which rows form each global batch, and each
+device gathers its slice of the batch on the device. Gradients, loss and
+counts are averaged or summed with ``lax.pmean``/``psum`` over all devices of
+all processes, so every replica takes the same braking decision at the same
+step and the result does not depend on the number of devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import jax_utils
+from flax.training import train_state
+from tqdm import tqdm
+
+import phs_optax
+from phs_optax_models import LeNet5
+from phs_optax_training import data as data_lib
+from phs_optax_training.config import TrainConfig, validate
+
+AXIS = "batch"
+Metrics = dict[str, Any]
+
+
+class TrainState(train_state.TrainState):
+    """Flax's TrainState; the loss reaches ``tx.update`` as ``value``."""
+
+    def apply_gradients_with_loss(self, *, grads: Any, loss: jax.Array) -> TrainState:
+        extra = {"value": loss} if _needs_value(self.opt_state) else {}
+        updates, opt_state = self.tx.update(grads, self.opt_state, self.params, **extra)
+        return self.replace(
+            step=self.step + 1,
+            params=optax.apply_updates(self.params, updates),
+            opt_state=opt_state,
+        )
+
+
+def _needs_value(opt_state: Any) -> bool:
+    leaves = jax.tree.leaves(
+        opt_state, is_leaf=lambda n: isinstance(n, phs_optax.GoalPHSState)
+    )
+    return any(isinstance(n, phs_optax.GoalPHSState) for n in leaves)
+
+
+def create_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """The optimizer named by ``config.optimizer`` with the config's hyperparameters."""
+    if config.optimizer == "sgd":
+        return optax.sgd(config.learning_rate, momentum=config.sgd_momentum or None)
+    dynamics = dict(
+        learning_rate=config.learning_rate,
+        mass=config.mass,
+        friction=config.friction,
+        integrator=config.integrator,
+        drag=config.drag,
+    )
+    if config.optimizer == "phs":
+        return phs_optax.phs(**dynamics)
+    return phs_optax.goal_phs(
+        **dynamics,
+        goal=None if config.brake_trigger == "validation" else config.goal,
+        brake_factor=config.brake_factor,
+        ema_decay=config.ema_decay,
+        accumulation_size=config.accumulation_size,
+    )
+
+
+def cross_entropy_sum(
+    logits: jax.Array, labels: jax.Array, mask: jax.Array
+) -> jax.Array:
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return jnp.sum(jnp.where(mask, losses, 0.0))
+
+
+def correct_count(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
+    return jnp.sum((jnp.argmax(logits, -1) == labels) & mask)
+
+
+def make_train_step(
+    global_batch_size: int, steps_per_epoch: int
+) -> Callable[..., tuple[TrainState, jax.Array]]:
+    """A pmapped step: gathers this device's slice of the batch, updates, counts."""
+    per_device = global_batch_size // jax.device_count()
+
+    def train_step(state, totals, images, labels, permutation):
+        position = state.step % steps_per_epoch
+        start = position * global_batch_size + jax.lax.axis_index(AXIS) * per_device
+        rows = jax.lax.dynamic_slice(permutation, (start,), (per_device,))
+        x, y = images[rows], labels[rows]
+        mask = jnp.ones(per_device, jnp.bool_)
+
+        def loss_fn(params):
+            logits = state.apply_fn({"params": params}, x)
+            return cross_entropy_sum(logits, y, mask) / per_device, logits
+
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grads = jax.lax.pmean(grads, AXIS)
+        loss = jax.lax.pmean(loss, AXIS)
+        state = state.apply_gradients_with_loss(grads=grads, loss=loss)
+        correct = jax.lax.psum(correct_count(logits, y, mask), AXIS)
+        totals = totals + jnp.stack(
+            [loss * global_batch_size, correct.astype(jnp.float32), global_batch_size]
+        )
+        return state, totals
+
+    return jax.pmap(train_step, axis_name=AXIS, donate_argnums=(0, 1))
+
+
+def make_eval_step(apply_fn: Callable, global_batch_size: int, num_examples: int):
+    """A pmapped evaluation of one padded batch: (loss sum, correct, count)."""
+    per_device = global_batch_size // jax.device_count()
+
+    def eval_step(params, images, labels, batch_index):
+        start = batch_index * global_batch_size + jax.lax.axis_index(AXIS) * per_device
+        rows = start + jnp.arange(per_device)
+        mask = rows < num_examples
+        safe_rows = jnp.minimum(rows, num_examples - 1)
+        x, y = images[safe_rows], labels[safe_rows]
+        logits = apply_fn({"params": params}, x)
+        sums = jnp.stack(
+            [
+                cross_entropy_sum(logits, y, mask),
+                correct_count(logits, y, mask).astype(jnp.float32),
+                jnp.sum(mask).astype(jnp.float32),
+            ]
+        )
+        return jax.lax.psum(sums, AXIS)
+
+    return jax.pmap(eval_step, axis_name=AXIS)
+
+
+def evaluate(eval_step, params, images, labels, num_examples: int, batch_size: int):
+    """(mean loss, accuracy) over every example exactly once."""
+    totals = np.zeros(3)
+    for batch_index in range(-(-num_examples // batch_size)):
+        index = jax_utils.replicate(jnp.int32(batch_index))
+        totals += np.asarray(
+            eval_step(params, images, labels, index)[0], dtype=np.float64
+        )
+    assert int(totals[2]) == num_examples, (totals, num_examples)
+    return totals[0] / totals[2], totals[1] / totals[2]
+
+
+def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+    """The order of the training examples in ``epoch``, the same on every process."""
+    rng = np.random.default_rng([seed, epoch])
+    return rng.permutation(num_examples).astype(np.int32)
+
+
+@dataclasses.dataclass
+class Split:
+    images: np.ndarray
+    labels: np.ndarray
+
+
+def split_data(dataset: data_lib.Dataset, config: TrainConfig) -> dict[str, Split]:
+    """Train, test and (optionally) validation splits, capped for quick runs."""
+    train_images, train_labels = dataset.train_images, dataset.train_labels
+    if config.max_train_examples:
+        train_images = train_images[: config.max_train_examples]
+        train_labels = train_labels[: config.max_train_examples]
+    splits = {}
+    if config.validation_fraction > 0:
+        order = np.random.default_rng([config.seed, 2**31 - 1]).permutation(
+            len(train_labels)
+        )
+        num_validation = max(1, int(round(config.validation_fraction * len(order))))
+        held_out, kept = order[:num_validation], order[num_validation:]
+        splits["validation"] = Split(train_images[held_out], train_labels[held_out])
+        train_images, train_labels = train_images[kept], train_labels[kept]
+    splits["train"] = Split(train_images, train_labels)
+    test_count = config.max_test_examples or len(dataset.test_labels)
+    splits["test"] = Split(
+        dataset.test_images[:test_count], dataset.test_labels[:test_count]
+    )
+    return splits
+
+
+class ValidationBrake:
+    """Brakes when the validation loss has risen for ``patience`` evaluations in a row."""
+
+    def __init__(self, patience: int, last_loss: float = np.inf, rises: int = 0):
+        self.patience = patience
+        self.last_loss = last_loss
+        self.rises = rises
+
+    def should_brake(self, validation_loss: float) -> bool:
+        self.rises = self.rises + 1 if validation_loss > self.last_loss else 0
+        self.last_loss = validation_loss
+        return self.rises >= self.patience
+
+    def as_dict(self) -> dict[str, float]:
+        return {"last_loss": self.last_loss, "rises": self.rises}
+
+
+def _log(message: str) -> None:
+    if jax.process_index() == 0:
+        print(message, file=sys.stderr, flush=True)
+
+
+def _energy(opt_state: Any, config: TrainConfig, loss: float) -> tuple[Any, Any]:
+    if config.optimizer == "sgd":
+        return None, None
+    kinetic = float(phs_optax.kinetic_energy(opt_state, config.mass))
+    return kinetic, kinetic + loss
+
+
+def _brake_info(opt_state: Any, config: TrainConfig) -> dict[str, Any]:
+    if config.optimizer == "sgd":
+        return {"friction": None, "braked": None, "brake_step": None}
+    if config.optimizer == "phs":
+        return {"friction": config.friction, "braked": None, "brake_step": None}
+    phs_state = phs_optax.find_phs_state(opt_state)
+    braked = bool(phs_state.braked)
+    return {
+        "friction": float(phs_state.friction),
+        "braked": braked,
+        "brake_step": int(phs_state.brake_step) if braked else None,
+    }
+
+
+class Checkpoints:
+    """Orbax checkpoints of the unreplicated train state and the loop's own state."""
+
+    def __init__(self, directory: Path, config: TrainConfig):
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=config.max_checkpoints,
+            enable_async_checkpointing=False,
+            create=True,
+        )
+        self.manager = ocp.CheckpointManager(directory.absolute(), options=options)
+
+    def latest_epoch(self) -> int | None:
+        return self.manager.latest_step()
+
+    @staticmethod
+    def _host_item(state: TrainState, loop_state: dict) -> dict:
+        # Host NumPy copies: orbax cannot save process-local device arrays
+        # (what pmap gives) when several processes take part.
+        item = {"state": flax.serialization.to_state_dict(state), "loop": loop_state}
+        return jax.tree.map(np.asarray, item)
+
+    def save(self, epoch: int, state: TrainState, loop_state: dict) -> None:
+        item = self._host_item(state, loop_state)
+        self.manager.save(epoch, args=ocp.args.StandardSave(item))
+        self.manager.wait_until_finished()
+
+    def restore(self, epoch: int, template: TrainState, loop_template: dict):
+        target = self._host_item(template, loop_template)
+        restored = self.manager.restore(epoch, args=ocp.args.StandardRestore(target))
+        state = flax.serialization.from_state_dict(
+            template, jax.tree.map(jnp.asarray, restored["state"])
+        )
+        return state, jax.tree.map(np.asarray, restored["loop"])
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+def _read_metrics(path: Path, up_to_epoch: int) -> list[Metrics]:
+    if not path.exists():
+        return []
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return [line for line in lines if line["epoch"] <= up_to_epoch]
+
+
+def _write_metrics(path: Path, rows: list[Metrics]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tmp.replace(path)
+
+
+def train_and_evaluate(
+    config: TrainConfig,
+    workdir: str | Path,
+    *,
+    dataset: data_lib.Dataset | None = None,
+    progress: bool = True,
+) -> Metrics:
+    """Trains and evaluates; writes metrics, summary and checkpoints to ``workdir``.
+
+    Rerunning with the same ``workdir`` resumes from the latest checkpoint.
+    Returns the summary (also written to ``workdir/summary.json``).
+    """
+    validate(config, jax.device_count())
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    is_writer = jax.process_index() == 0
+    if dataset is None:
+        dataset = data_lib.load_dataset(config.dataset, config.data_dir)
+    splits = split_data(dataset, config)
+    train = splits["train"]
+    steps_per_epoch = len(train.labels) // config.batch_size
+    if steps_per_epoch == 0:
+        raise data_lib.DataUnavailableError(
+            f"the training split has {len(train.labels)} examples, fewer than "
+            f"--batch_size={config.batch_size}"
+        )
+
+    model = LeNet5(num_classes=dataset.num_classes)
+    tx = create_optimizer(config)
+    params = model.init(jax.random.PRNGKey(config.seed), train.images[:1])["params"]
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    num_params = sum(x.size for x in jax.tree.leaves(params))
+
+    checkpoints = Checkpoints(workdir / "checkpoints", config)
+    brake_on_validation = config.brake_trigger in ("validation", "both")
+    validation_brake = ValidationBrake(config.validation_patience)
+    start_epoch = checkpoints.latest_epoch() or 0
+    metrics_path = workdir / "metrics.jsonl"
+    if start_epoch:
+        state, loop = checkpoints.restore(
+            start_epoch, state, validation_brake.as_dict()
+        )
+        validation_brake = ValidationBrake(
+            config.validation_patience, float(loop["last_loss"]), int(loop["rises"])
+        )
+        _log(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}.")
+    history = _read_metrics(metrics_path, start_epoch)
+
+    replicate = jax_utils.replicate
+    device_data = {
+        name: (replicate(jnp.asarray(s.images)), replicate(jnp.asarray(s.labels)))
+        for name, s in splits.items()
+    }
+    state = replicate(state)
+    train_step = make_train_step(config.batch_size, steps_per_epoch)
+    evaluators = {
+        name: make_eval_step(model.apply, config.eval_batch_size, len(s.labels))
+        for name, s in splits.items()
+    }
+    brake_replicated = jax.pmap(phs_optax.brake)
+    run_start = time.time() - (history[-1]["wall_time"] if history else 0.0)
+    show_progress = progress and is_writer and sys.stderr.isatty()
+
+    for epoch in range(start_epoch + 1, config.num_epochs + 1):
+        permutation = replicate(
+            jnp.asarray(epoch_permutation(config.seed, epoch, len(train.labels)))
+        )
+        totals = replicate(jnp.zeros(3, jnp.float32))
+        epoch_start = time.time()
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch}/{config.num_epochs}",
+            disable=not show_progress,
+            leave=False,
+        )
+        for step_in_epoch in bar:
+            state, totals = train_step(
+                state, totals, *device_data["train"], permutation
+            )
+            if show_progress and step_in_epoch % 50 == 49:
+                loss_sum, correct, count = np.asarray(totals[0])
+                bar.set_postfix(
+                    _progress_fields(state, loss_sum / count, correct / count)
+                )
+        loss_sum, correct, count = np.asarray(totals[0], dtype=np.float64)
+        train_seconds = time.time() - epoch_start
+        bar.close()
+
+        params = state.params
+        evaluations = {
+            name: evaluate(
+                evaluators[name],
+                params,
+                *device_data[name],
+                len(splits[name].labels),
+                config.eval_batch_size,
+            )
+            for name in splits
+            if name != "train"
+        }
+        opt_state = jax_utils.unreplicate(state.opt_state)
+        train_loss = loss_sum / count
+        kinetic, hamiltonian = _energy(opt_state, config, train_loss)
+        validation_loss = (
+            evaluations["validation"][0] if "validation" in evaluations else None
+        )
+        if brake_on_validation and validation_brake.should_brake(validation_loss):
+            if not bool(phs_optax.find_phs_state(opt_state).braked):
+                _log(f"Validation loss rose {config.validation_patience}x: braking.")
+                state = state.replace(opt_state=brake_replicated(state.opt_state))
+                opt_state = jax_utils.unreplicate(state.opt_state)
+        row = {
+            "epoch": epoch,
+            "step": int(jax_utils.unreplicate(state.step)),
+            "train_loss": train_loss,
+            "train_accuracy": correct / count,
+            "test_loss": evaluations["test"][0],
+            "test_accuracy": evaluations["test"][1],
+            "validation_loss": validation_loss,
+            **_brake_info(opt_state, config),
+            "kinetic_energy": kinetic,
+            "hamiltonian": hamiltonian,
+            "images_per_second": count / train_seconds,
+            "wall_time": time.time() - run_start,
+        }
+        history.append(row)
+        _log(_epoch_line(row))
+        if is_writer:
+            _write_metrics(metrics_path, history)
+        if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
+            checkpoints.save(
+                epoch, jax_utils.unreplicate(state), validation_brake.as_dict()
+            )
+    checkpoints.close()
+
+    summary = _summary(config, history, steps_per_epoch, num_params, dataset)
+    if is_writer:
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def final_params(workdir: str | Path, config: TrainConfig, dataset: data_lib.Dataset):
+    """The params and optimizer state of the latest checkpoint in ``workdir``."""
+    model = LeNet5(num_classes=dataset.num_classes)
+    params = model.init(jax.random.PRNGKey(config.seed), dataset.train_images[:1])[
+        "params"
+    ]
+    template = TrainState.create(
+        apply_fn=model.apply, params=params, tx=create_optimizer(config)
+    )
+    checkpoints = Checkpoints(Path(workdir) / "checkpoints", config)
+    try:
+        state, _ = checkpoints.restore(
+            checkpoints.latest_epoch(), template, ValidationBrake(1).as_dict()
+        )
+    finally:
+        checkpoints.close()
+    return state
+
+
+def _progress_fields(state: TrainState, loss: float, accuracy: float) -> dict[str, str]:
+    fields = {"loss": f"{loss:.4f}", "acc": f"{accuracy:.4f}"}
+    if _needs_value(state.opt_state):
+        phs_state = phs_optax.find_phs_state(state.opt_state)
+        fields["friction"] = f"{float(phs_state.friction[0]):.4g}"
+        fields["braked"] = str(bool(phs_state.braked[0]))
+    return fields
+
+
+def _epoch_line(row: Metrics) -> str:
+    line = (
+        f"epoch {row['epoch']:3d}  step {row['step']:7d}  "
+        f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  "
+        f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f}  "
+        f"{row['images_per_second']:.0f} img/s"
+    )
+    if row["braked"] is not None:
+        line += f"  friction {row['friction']:.4g} braked {row['braked']}"
+    return line
+
+
+def _summary(
+    config: TrainConfig,
+    history: list[Metrics],
+    steps_per_epoch: int,
+    num_params: int,
+    dataset: data_lib.Dataset,
+) -> Metrics:
+    best = max(history, key=lambda row: row["test_accuracy"])
+    brake_step = history[-1]["brake_step"]
+    return {
+        "config": {**dataclasses.asdict(config), "steps_per_epoch": steps_per_epoch},
+        "dataset_source": dataset.source,
+        "num_params": num_params,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+        "platform": jax.devices()[0].platform,
+        "epochs_done": history[-1]["epoch"],
+        "final_test_accuracy": history[-1]["test_accuracy"],
+        "best_test_accuracy": best["test_accuracy"],
+        "best_epoch": best["epoch"],
+        "brake_step": brake_step,
+        "brake_epoch": None if brake_step is None else brake_step / steps_per_epoch,
+        "wall_time": history[-1]["wall_time"],
+        "mean_images_per_second": float(
+            np.mean([row["images_per_second"] for row in history])
+        ),
+    }
