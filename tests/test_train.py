@@ -181,3 +181,16 @@ def test_loss_falls_on_real_fashion_mnist(tmp_path):
     assert rows[0]["train_loss"] < np.log(10)  # below the loss of a uniform guess
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert rows[-1]["test_accuracy"] > 0.6
+
+
+def test_capped_splits_are_random_subsets_not_the_first_rows():
+    labels = np.repeat(np.arange(10), 100)  # sorted by class, like class folders
+    images = np.zeros((1000, 28, 28, 1), np.float32)
+    dataset = data_lib.Dataset(
+        images, labels, images, labels, 10, "sorted", "test", np.zeros(1), np.ones(1)
+    )
+    config = TrainConfig(max_train_examples=200, max_test_examples=100)
+    splits = train_lib.split_data(dataset, config)
+    assert len(splits["train"].labels) == 200 and len(splits["test"].labels) == 100
+    assert len(np.unique(splits["train"].labels)) == 10
+    assert len(np.unique(splits["test"].labels)) == 10

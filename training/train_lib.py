@@ -167,25 +167,31 @@ class Split:
     labels: np.ndarray
 
 
+def _subset(images: np.ndarray, labels: np.ndarray, size: int | None) -> Split:
+    """A fixed random subset of ``size`` examples (files may be sorted by class)."""
+    if not size or size >= len(labels):
+        return Split(images, labels)
+    rows = np.sort(np.random.default_rng(0).permutation(len(labels))[:size])
+    return Split(images[rows], labels[rows])
+
+
 def split_data(dataset: data_lib.Dataset, config: TrainConfig) -> dict[str, Split]:
     """Train, test and (optionally) validation splits, capped for quick runs."""
-    train_images, train_labels = dataset.train_images, dataset.train_labels
-    if config.max_train_examples:
-        train_images = train_images[: config.max_train_examples]
-        train_labels = train_labels[: config.max_train_examples]
+    train = _subset(
+        dataset.train_images, dataset.train_labels, config.max_train_examples
+    )
     splits = {}
     if config.validation_fraction > 0:
         order = np.random.default_rng([config.seed, 2**31 - 1]).permutation(
-            len(train_labels)
+            len(train.labels)
         )
         num_validation = max(1, int(round(config.validation_fraction * len(order))))
         held_out, kept = order[:num_validation], order[num_validation:]
-        splits["validation"] = Split(train_images[held_out], train_labels[held_out])
-        train_images, train_labels = train_images[kept], train_labels[kept]
-    splits["train"] = Split(train_images, train_labels)
-    test_count = config.max_test_examples or len(dataset.test_labels)
-    splits["test"] = Split(
-        dataset.test_images[:test_count], dataset.test_labels[:test_count]
+        splits["validation"] = Split(train.images[held_out], train.labels[held_out])
+        train = Split(train.images[kept], train.labels[kept])
+    splits["train"] = train
+    splits["test"] = _subset(
+        dataset.test_images, dataset.test_labels, config.max_test_examples
     )
     return splits
 
