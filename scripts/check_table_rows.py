@@ -26,7 +26,9 @@ def main() -> None:
     args = parser.parse_args()
     datasets = {}
     print(f"integrator={args.integrator} drag={args.drag} steps={args.steps}")
-    print("| row | brake step | train loss | test acc | finite |\n|---|---|---|---|---|")
+    print(
+        "| row | brake step | train loss | test acc | finite |\n|---|---|---|---|---|"
+    )
     for preset in presets.PRESETS.values():
         if preset.optimizer == "sgd":
             continue

@@ -52,28 +52,19 @@ def _require(condition: bool, message: str) -> None:
 
 def validate(config: TrainConfig, num_devices: int) -> None:
     """Raises ConfigError (one line) for a configuration that cannot run."""
-    _require(
-        config.dataset in DATASETS,
-        f"unknown --dataset={config.dataset!r}; choose one of {', '.join(DATASETS)}",
-    )
-    _require(
-        config.optimizer in OPTIMIZERS,
-        f"unknown --optimizer={config.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}",
-    )
-    _require(
-        config.integrator in phs_optax.INTEGRATORS,
-        f"unknown --integrator={config.integrator!r}; choose one of "
-        f"{', '.join(phs_optax.INTEGRATORS)}",
-    )
-    _require(
-        config.drag in phs_optax.DRAGS,
-        f"unknown --drag={config.drag!r}; choose one of {', '.join(phs_optax.DRAGS)}",
-    )
-    _require(
-        config.brake_trigger in BRAKE_TRIGGERS,
-        f"unknown --brake_trigger={config.brake_trigger!r}; choose one of "
-        f"{', '.join(BRAKE_TRIGGERS)}",
-    )
+    choices = {
+        "dataset": DATASETS,
+        "optimizer": OPTIMIZERS,
+        "integrator": phs_optax.INTEGRATORS,
+        "drag": phs_optax.DRAGS,
+        "brake_trigger": BRAKE_TRIGGERS,
+    }
+    for name, allowed in choices.items():
+        value = getattr(config, name)
+        _require(
+            value in allowed,
+            f"unknown --{name}={value!r}; choose one of {', '.join(allowed)}",
+        )
     _require(
         config.learning_rate > 0,
         f"--learning_rate must be > 0, got {config.learning_rate}",
