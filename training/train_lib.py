@@ -284,7 +284,7 @@ def _read_metrics(path: Path, up_to_epoch: int) -> list[Metrics]:
     return [line for line in lines if line["epoch"] <= up_to_epoch]
 
 
-def _write_metrics(path: Path, rows: list[Metrics]) -> None:
+def write_metrics(path: Path, rows: list[Metrics]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
     tmp.replace(path)
@@ -418,14 +418,14 @@ def train_and_evaluate(
         history.append(row)
         _log(_epoch_line(row))
         if is_writer:
-            _write_metrics(metrics_path, history)
+            write_metrics(metrics_path, history)
         if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
             checkpoints.save(
                 epoch, jax_utils.unreplicate(state), validation_brake.as_dict()
             )
     checkpoints.close()
 
-    summary = _summary(config, history, steps_per_epoch, num_params, dataset)
+    summary = build_summary(config, history, steps_per_epoch, num_params, dataset)
     if is_writer:
         (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -471,7 +471,7 @@ def _epoch_line(row: Metrics) -> str:
     return line
 
 
-def _summary(
+def build_summary(
     config: TrainConfig,
     history: list[Metrics],
     steps_per_epoch: int,

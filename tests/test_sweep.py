@@ -1,0 +1,145 @@
+"""The vmapped sweep: same result as training alone, resumable, Markdown table."""
+
+import dataclasses
+import json
+
+import flax
+import jax
+import numpy as np
+import pytest
+
+from phs_optax_training import data as data_lib
+from phs_optax_training import sweep, train_lib
+from phs_optax_training.config import TrainConfig
+
+BASE = TrainConfig(
+    batch_size=32,
+    eval_batch_size=64,
+    num_epochs=2,
+    learning_rate=0.1,
+    mass=1.0,
+    friction=1.0,
+    goal=0.5,
+    brake_factor=10.0,
+)
+CONFIGS = [
+    BASE,  # goal_phs, brakes within the first epoch
+    dataclasses.replace(BASE, optimizer="phs"),
+    dataclasses.replace(BASE, optimizer="sgd", learning_rate=0.05),
+    dataclasses.replace(
+        BASE, mass=2.0, friction=0.5, goal=0.7, brake_factor=5.0, seed=1
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def dataset(small_fashion_mnist_dir):
+    return data_lib.load_dataset("fashion_mnist", str(small_fashion_mnist_dir))
+
+
+@pytest.fixture(scope="module")
+def swept(dataset, tmp_path_factory):
+    sweep_dir = tmp_path_factory.mktemp("sweep")
+    summaries = sweep.run_sweep(CONFIGS, sweep_dir, dataset=dataset, log=lambda m: None)
+    return sweep_dir, summaries
+
+
+def sweep_params(sweep_dir, config, dataset):
+    template = train_lib.LeNet5().init(jax.random.PRNGKey(0), dataset.train_images[:1])
+    data = (sweep_dir / sweep.run_name(config) / "params.msgpack").read_bytes()
+    return flax.serialization.from_bytes(template["params"], data)
+
+
+@pytest.mark.parametrize(
+    "index", range(len(CONFIGS)), ids=lambda i: CONFIGS[i].optimizer + str(i)
+)
+def test_each_swept_configuration_ends_as_if_trained_alone(
+    swept, dataset, tmp_path, index
+):
+    sweep_dir, summaries = swept
+    config = CONFIGS[index]
+    alone = train_lib.train_and_evaluate(
+        config, tmp_path, dataset=dataset, progress=False
+    )
+    alone_state = train_lib.final_params(tmp_path, config, dataset)
+    swept_params = sweep_params(sweep_dir, config, dataset)
+    for a, b in zip(
+        jax.tree.leaves(alone_state.params), jax.tree.leaves(swept_params), strict=True
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)
+    summary = summaries[sweep.run_name(config)]
+    assert summary["brake_step"] == alone["brake_step"]
+    assert summary["final_test_accuracy"] == pytest.approx(
+        alone["final_test_accuracy"], abs=0.01
+    )
+
+
+def test_sweep_writes_train_py_files_per_configuration(swept):
+    sweep_dir, _ = swept
+    for config in CONFIGS:
+        folder = sweep_dir / sweep.run_name(config)
+        rows = [
+            json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()
+        ]
+        assert [r["epoch"] for r in rows] == [1, 2]
+        assert json.loads((folder / "summary.json").read_text())["epochs_done"] == 2
+    assert (sweep_dir / "results.md").read_text().count(
+        "\n| goal_phs |"
+    ) == 4  # 2 runs + 2 means
+
+
+def test_rerun_skips_finished_configurations(swept, dataset):
+    sweep_dir, _ = swept
+    extra = dataclasses.replace(BASE, optimizer="phs", seed=3)
+    before = {
+        c: (sweep_dir / sweep.run_name(c) / "summary.json").stat().st_mtime_ns
+        for c in CONFIGS
+    }
+    messages = []
+    sweep.run_sweep([*CONFIGS, extra], sweep_dir, dataset=dataset, log=messages.append)
+    after = {
+        c: (sweep_dir / sweep.run_name(c) / "summary.json").stat().st_mtime_ns
+        for c in CONFIGS
+    }
+    assert before == after
+    assert (sweep_dir / sweep.run_name(extra) / "summary.json").exists()
+    assert any("4 of 5 configurations done already" in m for m in messages)
+    assert any("[phs] epoch 1/2: 1 configs" in m for m in messages)
+
+
+def test_configurations_differing_in_shared_settings_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="batch_size"):
+        sweep.run_sweep(
+            [BASE, dataclasses.replace(BASE, batch_size=64, seed=1)], tmp_path
+        )
+
+
+def test_markdown_table_lists_runs_and_mean_and_std_over_seeds():
+    configs = [dataclasses.replace(BASE, seed=s) for s in (0, 1, 2)]
+    accuracies = [0.80, 0.82, 0.84]
+    summaries = {
+        sweep.run_name(c): {
+            "final_test_accuracy": a,
+            "best_test_accuracy": a + 0.01,
+            "brake_epoch": 0.5,
+        }
+        for c, a in zip(configs, accuracies, strict=True)
+    }
+    table = sweep.markdown_table(configs, summaries)
+    lines = table.splitlines()
+    assert "| goal_phs | 0.1 | 1 | 1 | 0.5 | 10 | 1 | 0.8200 | 0.8300 | 0.50 |" in lines
+    assert (
+        "| goal_phs | 0.1 | 1 | 1 | 0.5 | 10 | 3 | 0.8200 ± 0.0200 | 0.8300 ± 0.0200 |"
+        in lines
+    )
+
+
+def test_named_sweeps_cover_every_table_row():
+    table2 = sweep.named_sweep("table2-remaining", [0, 1, 2], BASE)
+    assert len(table2) == 60
+    goal_rows = [c for c in table2 if c.optimizer == "goal_phs"]
+    assert {c.goal for c in goal_rows} >= {0.85}  # 0.15 read as remaining fraction
+    reduction = sweep.named_sweep("table2-reduction", [0], BASE)
+    assert {c.goal for c in reduction if c.optimizer == "goal_phs"} >= {0.15}
+    assert {c.dataset for c in sweep.named_sweep("table1", [0], BASE)} == {"cifar10"}
+    assert len(sweep.named_sweep("figure1", [0], BASE)) == 16

@@ -1,0 +1,531 @@
+"""Many training configurations as one compiled program (``jax.vmap`` over them).
+
+Parameters and optimizer states of all configurations are stacked along a
+leading axis and one jitted, vmapped step advances them together. The
+hyperparameters are arrays in the optimizer state (``optax.inject_hyperparams``),
+so configurations that differ only in numbers share one program:
+
+* group ``"phs"``: ``phs`` and ``goal_phs`` rows together, a PHS row being
+  ``goal_phs`` with ``brake_factor=1`` (the same dynamics, tested in
+  ``tests/test_reference.py``);
+* group ``"sgd"``: ``optax.sgd`` rows, whose state has another structure.
+
+Each configuration's batches are those of ``train.py`` with the same seed
+(``train_lib.epoch_permutation``): a goal-oriented run and its PHS and SGD
+baselines of the same seed see the same batches in the same order (common
+random numbers), and every configuration ends where it would if trained alone.
+
+A sweep is resumable: each finished configuration has a ``summary.json`` in its
+folder and is skipped when the sweep is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import phs_optax
+from phs_optax_models import LeNet5
+from phs_optax_training import data as data_lib
+from phs_optax_training import presets, train_lib
+from phs_optax_training.config import TrainConfig, validate
+
+PER_CONFIG_FIELDS = ("optimizer", "learning_rate", "mass", "friction", "goal", "brake_factor", "seed")  # fmt: skip
+
+
+def run_name(config: TrainConfig) -> str:
+    """A folder name that identifies the configuration."""
+    name = f"{config.optimizer}_lr{config.learning_rate:g}"
+    if config.optimizer != "sgd":
+        name += f"_f{config.friction:g}_m{config.mass:g}"
+    if config.optimizer == "goal_phs":
+        name += f"_g{config.goal:g}_b{config.brake_factor:g}"
+    return f"{name}_s{config.seed}"
+
+
+def group_of(config: TrainConfig) -> str:
+    return "sgd" if config.optimizer == "sgd" else "phs"
+
+
+def _check_shared(configs: Sequence[TrainConfig]) -> None:
+    """Configurations of one sweep may differ only in PER_CONFIG_FIELDS."""
+    shared = [
+        {k: v for k, v in dataclasses.asdict(c).items() if k not in PER_CONFIG_FIELDS}
+        for c in configs
+    ]
+    for config, fields in zip(configs, shared, strict=True):
+        if fields != shared[0]:
+            differing = sorted(k for k in fields if fields[k] != shared[0][k])
+            raise ValueError(
+                f"configuration {run_name(config)} differs from the first in "
+                f"{', '.join(differing)}; a sweep shares everything but "
+                f"{', '.join(PER_CONFIG_FIELDS)}"
+            )
+
+
+def _group_optimizer(group: str, config: TrainConfig) -> optax.GradientTransformation:
+    """One transformation for the whole group; its numbers live in the state."""
+    if group == "sgd":
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
+    return optax.inject_hyperparams(phs_optax.goal_phs, hyperparam_dtype=jnp.float32)(
+        learning_rate=1.0,
+        mass=1.0,
+        friction=1.0,
+        goal=0.5,
+        brake_factor=1.0,
+        integrator=config.integrator,
+        drag=config.drag,
+        ema_decay=config.ema_decay,
+        accumulation_size=config.accumulation_size,
+    )
+
+
+def _hyperparams(group: str, config: TrainConfig) -> dict[str, float]:
+    if group == "sgd":
+        return {"learning_rate": config.learning_rate}
+    is_goal = config.optimizer == "goal_phs"
+    return {
+        "learning_rate": config.learning_rate,
+        "mass": config.mass,
+        "friction": config.friction,
+        "goal": config.goal if is_goal else 0.5,
+        "brake_factor": config.brake_factor if is_goal else 1.0,
+    }
+
+
+def init_stacked(
+    model: LeNet5,
+    tx: optax.GradientTransformation,
+    configs: Sequence[TrainConfig],
+    hyperparams: dict[str, np.ndarray],
+    sample_input: np.ndarray,
+) -> tuple[Any, Any]:
+    """Params (from each config's seed) and optimizer states, stacked."""
+    params = jax.vmap(lambda key: model.init(key, sample_input)["params"])(
+        jnp.stack([jax.random.PRNGKey(c.seed) for c in configs])
+    )
+    opt_state = jax.vmap(tx.init)(params)
+    # inject_hyperparams' state is the top level: give each config its numbers.
+    stacked = {k: jnp.asarray(v, jnp.float32) for k, v in hyperparams.items()}
+    opt_state = opt_state._replace(hyperparams={**opt_state.hyperparams, **stacked})
+    return params, opt_state
+
+
+def make_sweep_step(apply_fn, tx, batch_size: int, steps_per_epoch: int):
+    """One jitted step of every configuration: each gathers its own batch."""
+
+    def one_config(params, opt_state, step, permutation, images, labels):
+        start = (step % steps_per_epoch) * batch_size
+        rows = jax.lax.dynamic_slice(permutation, (start,), (batch_size,))
+        x, y = images[rows], labels[rows]
+        mask = jnp.ones(batch_size, jnp.bool_)
+
+        def loss_fn(p):
+            logits = apply_fn({"params": p}, x)
+            return train_lib.cross_entropy_sum(logits, y, mask) / batch_size, logits
+
+        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+        correct = train_lib.correct_count(logits, y, mask).astype(jnp.float32)
+        return optax.apply_updates(params, updates), opt_state, loss, correct
+
+    def step_all(params, opt_state, totals, step, permutations, images, labels):
+        params, opt_state, loss, correct = jax.vmap(
+            one_config, in_axes=(0, 0, None, 0, None, None)
+        )(params, opt_state, step, permutations, images, labels)
+        totals = totals + jnp.stack([loss * batch_size, correct], axis=1)
+        return params, opt_state, totals, step + 1
+
+    return jax.jit(step_all, donate_argnums=(0, 1, 2))
+
+
+def make_sweep_eval(apply_fn, batch_size: int, num_examples: int):
+    """Loss sum and correct count of one padded test batch, for every config."""
+
+    def eval_batch(params, images, labels, batch_index):
+        rows = batch_index * batch_size + jnp.arange(batch_size)
+        mask = rows < num_examples
+        safe_rows = jnp.minimum(rows, num_examples - 1)
+        x, y = images[safe_rows], labels[safe_rows]
+
+        def one_config(p):
+            logits = apply_fn({"params": p}, x)
+            return jnp.stack(
+                [
+                    train_lib.cross_entropy_sum(logits, y, mask),
+                    train_lib.correct_count(logits, y, mask).astype(jnp.float32),
+                ]
+            )
+
+        return jax.vmap(one_config)(params)
+
+    return jax.jit(eval_batch)
+
+
+def _evaluate_all(eval_batch, params, images, labels, num_examples, batch_size):
+    totals = 0.0
+    for batch_index in range(-(-num_examples // batch_size)):
+        totals = totals + eval_batch(params, images, labels, batch_index)
+    totals = np.asarray(totals, np.float64)
+    return totals[:, 0] / num_examples, totals[:, 1] / num_examples
+
+
+def _slice(tree: Any, index: int) -> Any:
+    return jax.tree.map(lambda x: x[index], tree)
+
+
+def _row_for(group, config, opt_state, epoch, step, train, test, seconds, wall):
+    train_loss, train_accuracy = train
+    row = {
+        "epoch": epoch,
+        "step": step,
+        "train_loss": train_loss,
+        "train_accuracy": train_accuracy,
+        "test_loss": test[0],
+        "test_accuracy": test[1],
+        "validation_loss": None,
+        "friction": None,
+        "braked": None,
+        "brake_step": None,
+        "kinetic_energy": None,
+        "hamiltonian": None,
+        "images_per_second": seconds,
+        "wall_time": wall,
+    }
+    if group == "phs":
+        phs_state = phs_optax.find_phs_state(opt_state)
+        kinetic = float(phs_optax.kinetic_energy(opt_state, config.mass))
+        row.update(
+            friction=float(phs_state.friction),
+            kinetic_energy=kinetic,
+            hamiltonian=kinetic + train_loss,
+        )
+        if config.optimizer == "goal_phs":
+            braked = bool(phs_state.braked)
+            row.update(
+                braked=braked, brake_step=int(phs_state.brake_step) if braked else None
+            )
+    return row
+
+
+def run_group(
+    group: str,
+    configs: Sequence[TrainConfig],
+    dataset: data_lib.Dataset,
+    sweep_dir: Path,
+    *,
+    log=print,
+) -> dict[str, dict]:
+    """Trains ``configs`` (all of ``group``) together; writes each one's files."""
+    base = configs[0]
+    splits = train_lib.split_data(dataset, base)
+    train, test = splits["train"], splits["test"]
+    steps_per_epoch = len(train.labels) // base.batch_size
+    model = LeNet5(num_classes=dataset.num_classes)
+    tx = _group_optimizer(group, base)
+    hyperparams = {
+        key: np.array([_hyperparams(group, c)[key] for c in configs], np.float32)
+        for key in _hyperparams(group, base)
+    }
+    params, opt_state = init_stacked(model, tx, configs, hyperparams, train.images[:1])
+    step_all = make_sweep_step(model.apply, tx, base.batch_size, steps_per_epoch)
+    eval_batch = make_sweep_eval(model.apply, base.eval_batch_size, len(test.labels))
+    images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
+    test_images, test_labels = jnp.asarray(test.images), jnp.asarray(test.labels)
+    step = jnp.zeros([], jnp.int32)
+    histories: list[list[dict]] = [[] for _ in configs]
+    start = time.time()
+    for epoch in range(1, base.num_epochs + 1):
+        permutations = jnp.asarray(
+            np.stack(
+                [
+                    train_lib.epoch_permutation(c.seed, epoch, len(train.labels))
+                    for c in configs
+                ]
+            )
+        )
+        totals = jnp.zeros((len(configs), 2), jnp.float32)
+        epoch_start = time.time()
+        for _ in range(steps_per_epoch):
+            params, opt_state, totals, step = step_all(
+                params, opt_state, totals, step, permutations, images, labels
+            )
+        totals = np.asarray(totals, np.float64)
+        seconds = time.time() - epoch_start
+        test_loss, test_accuracy = _evaluate_all(
+            eval_batch,
+            params,
+            test_images,
+            test_labels,
+            len(test.labels),
+            base.eval_batch_size,
+        )
+        count = steps_per_epoch * base.batch_size
+        for i, config in enumerate(configs):
+            histories[i].append(
+                _row_for(
+                    group,
+                    config,
+                    _slice(opt_state, i),
+                    epoch,
+                    int(step),
+                    (totals[i, 0] / count, totals[i, 1] / count),
+                    (float(test_loss[i]), float(test_accuracy[i])),
+                    count / seconds,
+                    time.time() - start,
+                )
+            )
+        log(
+            f"[{group}] epoch {epoch}/{base.num_epochs}: {len(configs)} configs, "
+            f"{len(configs) * count / seconds:.0f} img/s summed, best test acc "
+            f"{float(np.max(test_accuracy)):.4f}"
+        )
+    summaries = {}
+    for config, history in zip(configs, histories, strict=True):
+        workdir = sweep_dir / run_name(config)
+        workdir.mkdir(parents=True, exist_ok=True)
+        train_lib.write_metrics(workdir / "metrics.jsonl", history)
+        (workdir / "params.msgpack").write_bytes(
+            flax.serialization.to_bytes(_slice(params, configs.index(config)))
+        )
+        summary = train_lib.build_summary(
+            config, history, steps_per_epoch, _num_params(params), dataset
+        )
+        summary["sweep_group"] = group
+        summary["sweep_group_size"] = len(configs)
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        summaries[run_name(config)] = summary
+    return summaries
+
+
+def _num_params(stacked_params: Any) -> int:
+    return sum(x[0].size for x in jax.tree.leaves(stacked_params))
+
+
+def is_done(sweep_dir: Path, config: TrainConfig) -> bool:
+    summary = sweep_dir / run_name(config) / "summary.json"
+    return (
+        summary.exists()
+        and json.loads(summary.read_text())["epochs_done"] >= config.num_epochs
+    )
+
+
+def run_sweep(
+    configs: Sequence[TrainConfig],
+    sweep_dir: str | Path,
+    *,
+    dataset: data_lib.Dataset | None = None,
+    log=print,
+) -> dict[str, dict]:
+    """Runs the configurations not yet done, grouped; returns every summary."""
+    sweep_dir = Path(sweep_dir)
+    _check_shared(configs)
+    for config in configs:
+        validate(config, num_devices=1)
+    names = [run_name(c) for c in configs]
+    if len(set(names)) != len(names):
+        raise ValueError("a sweep holds the same configuration twice")
+    todo = [c for c in configs if not is_done(sweep_dir, c)]
+    if len(todo) < len(configs):
+        log(
+            f"{len(configs) - len(todo)} of {len(configs)} configurations done already; skipped"
+        )
+    if todo and dataset is None:
+        dataset = data_lib.load_dataset(configs[0].dataset, configs[0].data_dir)
+    for group in ("phs", "sgd"):
+        members = [c for c in todo if group_of(c) == group]
+        if members:
+            run_group(group, members, dataset, sweep_dir, log=log)
+    summaries = {
+        run_name(c): json.loads((sweep_dir / run_name(c) / "summary.json").read_text())
+        for c in configs
+    }
+    (sweep_dir / "results.md").write_text(markdown_table(configs, summaries))
+    return summaries
+
+
+def markdown_table(configs: Sequence[TrainConfig], summaries: dict[str, dict]) -> str:
+    """One row per configuration, then mean and spread over seeds."""
+    lines = [
+        "| optimizer | lr | friction | mass | goal | brake factor | seed | final test acc | best test acc | brake epoch |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple, list[dict]] = {}
+    for config in configs:
+        summary = summaries[run_name(config)]
+        key = _without_seed(config)
+        groups.setdefault(key, []).append(summary)
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    *_describe(config),
+                    str(config.seed),
+                    f"{summary['final_test_accuracy']:.4f}",
+                    f"{summary['best_test_accuracy']:.4f}",
+                    _brake(summary["brake_epoch"]),
+                ]
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        "| optimizer | lr | friction | mass | goal | brake factor | seeds | final test acc (mean ± std) | best test acc (mean ± std) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, members in groups.items():
+        final = np.array([s["final_test_accuracy"] for s in members])
+        best = np.array([s["best_test_accuracy"] for s in members])
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    *_describe(key),
+                    str(len(members)),
+                    f"{final.mean():.4f} ± {final.std(ddof=1) if len(final) > 1 else 0:.4f}",
+                    f"{best.mean():.4f} ± {best.std(ddof=1) if len(best) > 1 else 0:.4f}",
+                ]
+            )
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _without_seed(config: TrainConfig) -> TrainConfig:
+    return dataclasses.replace(config, seed=0)
+
+
+def _describe(config: TrainConfig) -> list[str]:
+    phs_like = config.optimizer != "sgd"
+    goal_like = config.optimizer == "goal_phs"
+    return [
+        config.optimizer,
+        f"{config.learning_rate:g}",
+        f"{config.friction:g}" if phs_like else "/",
+        f"{config.mass:g}" if phs_like else "/",
+        f"{config.goal:g}" if goal_like else "/",
+        f"{config.brake_factor:g}" if goal_like else "/",
+    ]
+
+
+def _brake(brake_epoch: float | None) -> str:
+    return "-" if brake_epoch is None else f"{brake_epoch:.2f}"
+
+
+# --- named sweeps -----------------------------------------------------------------
+
+
+def table_configs(
+    table: str, reading: str, seeds: Sequence[int], base: TrainConfig
+) -> list[TrainConfig]:
+    """Every row of the paper's ``table`` for each seed, goals read as ``reading``."""
+    configs = []
+    for preset in presets.table_presets(table):
+        values = {
+            "dataset": preset.dataset,
+            "optimizer": preset.optimizer,
+            "learning_rate": preset.learning_rate,
+        }
+        if preset.mass is not None:
+            values.update(mass=preset.mass, friction=preset.friction)
+        if preset.optimizer == "goal_phs":
+            values.update(
+                goal=presets.goal_for(preset, reading), brake_factor=preset.brake_factor
+            )
+        configs += [dataclasses.replace(base, **values, seed=s) for s in seeds]
+    return configs
+
+
+FIGURE1_MASSES = (0.1, 1.0, 10.0, 100.0)
+FIGURE1_FRICTIONS = (0.01, 0.1, 1.0, 10.0)
+
+
+def figure1_configs(seeds: Sequence[int], base: TrainConfig) -> list[TrainConfig]:
+    """PHS at alpha = 0.1 on Fashion-MNIST over a mass x friction grid (Figure 1)."""
+    return [
+        dataclasses.replace(
+            base,
+            dataset="fashion_mnist",
+            optimizer="phs",
+            learning_rate=0.1,
+            mass=m,
+            friction=f,
+            seed=s,
+        )
+        for m in FIGURE1_MASSES
+        for f in FIGURE1_FRICTIONS
+        for s in seeds
+    ]
+
+
+NAMED_SWEEPS = ("table1", "table2-reduction", "table2-remaining", "figure1")
+
+
+def named_sweep(
+    name: str, seeds: Sequence[int], base: TrainConfig
+) -> list[TrainConfig]:
+    if name == "table1":
+        return table_configs("table1", "reduction", seeds, base)
+    if name.startswith("table2-"):
+        return table_configs("table2", name.removeprefix("table2-"), seeds, base)
+    if name == "figure1":
+        return figure1_configs(seeds, base)
+    raise ValueError(f"unknown sweep {name!r}; choose one of {', '.join(NAMED_SWEEPS)}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m phs_optax_training.sweep",
+        description="Train a named sweep of configurations as one vmapped program.",
+    )
+    parser.add_argument("--sweep", required=True, choices=NAMED_SWEEPS)
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--num_epochs", type=int, default=TrainConfig.num_epochs)
+    parser.add_argument("--batch_size", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--integrator", default=TrainConfig.integrator)
+    parser.add_argument("--drag", default=TrainConfig.drag)
+    parser.add_argument("--ema_decay", type=float, default=None)
+    parser.add_argument("--accumulation_size", type=int, default=None)
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--max_train_examples", type=int, default=None)
+    parser.add_argument("--max_test_examples", type=int, default=None)
+    args = parser.parse_args(argv)
+    base = TrainConfig(
+        num_epochs=args.num_epochs,
+        batch_size=args.batch_size,
+        integrator=args.integrator,
+        drag=args.drag,
+        ema_decay=args.ema_decay,
+        accumulation_size=args.accumulation_size,
+        data_dir=args.data_dir,
+        max_train_examples=args.max_train_examples,
+        max_test_examples=args.max_test_examples,
+    )
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        configs = named_sweep(args.sweep, seeds, base)
+        run_sweep(
+            configs, args.workdir, log=lambda m: print(m, file=sys.stderr, flush=True)
+        )
+    except (ValueError, data_lib.DataUnavailableError) as error:
+        print(f"sweep: error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
+    print((Path(args.workdir) / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
