@@ -74,6 +74,22 @@ def test_each_swept_configuration_ends_as_if_trained_alone(
     )
 
 
+def test_one_configuration_per_program_gives_the_same_result(swept, dataset, tmp_path):
+    sweep_dir, summaries = swept
+    one_by_one = sweep.run_sweep(
+        CONFIGS, tmp_path, dataset=dataset, configs_per_program=1, log=lambda m: None
+    )
+    for config in CONFIGS:
+        a = sweep_params(sweep_dir, config, dataset)
+        b = sweep_params(tmp_path, config, dataset)
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_allclose(
+                np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5
+            )
+        name = sweep.run_name(config)
+        assert one_by_one[name]["brake_step"] == summaries[name]["brake_step"]
+
+
 def test_sweep_writes_train_py_files_per_configuration(swept):
     sweep_dir, _ = swept
     for config in CONFIGS:
@@ -143,3 +159,7 @@ def test_named_sweeps_cover_every_table_row():
     assert {c.goal for c in reduction if c.optimizer == "goal_phs"} >= {0.15}
     assert {c.dataset for c in sweep.named_sweep("table1", [0], BASE)} == {"cifar10"}
     assert len(sweep.named_sweep("figure1", [0], BASE)) == 16
+    protocol = sweep.named_sweep("protocol", [0, 1], BASE)
+    # lr 0.1 and 0.001: 2 SGD, 4 PHS, 4 goal rows x 2 readings; 2 seeds
+    assert len(protocol) == 2 * (2 + 4 + 8)
+    assert {c.learning_rate for c in protocol} == {0.1, 0.001}

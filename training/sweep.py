@@ -220,59 +220,79 @@ def _row_for(group, config, opt_state, epoch, step, train, test, seconds, wall):
     return row
 
 
-def run_group(
-    group: str,
-    configs: Sequence[TrainConfig],
-    dataset: data_lib.Dataset,
-    sweep_dir: Path,
-    *,
-    log=print,
-) -> dict[str, dict]:
-    """Trains ``configs`` (all of ``group``) together; writes each one's files."""
-    base = configs[0]
+@dataclasses.dataclass
+class _GroupProgram:
+    """What every chunk of a group shares: data on device and compiled functions."""
+
+    group: str
+    model: LeNet5
+    tx: optax.GradientTransformation
+    step_all: Any
+    eval_batch: Any
+    train: train_lib.Split
+    test: train_lib.Split
+    steps_per_epoch: int
+
+
+def _compile_group(group: str, base: TrainConfig, dataset: data_lib.Dataset):
     splits = train_lib.split_data(dataset, base)
     train, test = splits["train"], splits["test"]
     steps_per_epoch = len(train.labels) // base.batch_size
     model = LeNet5(num_classes=dataset.num_classes)
     tx = _group_optimizer(group, base)
+    return _GroupProgram(
+        group=group,
+        model=model,
+        tx=tx,
+        step_all=make_sweep_step(model.apply, tx, base.batch_size, steps_per_epoch),
+        eval_batch=make_sweep_eval(model.apply, base.eval_batch_size, len(test.labels)),
+        train=train_lib.Split(jnp.asarray(train.images), jnp.asarray(train.labels)),
+        test=train_lib.Split(jnp.asarray(test.images), jnp.asarray(test.labels)),
+        steps_per_epoch=steps_per_epoch,
+    )
+
+
+def _train_chunk(program: _GroupProgram, configs: Sequence[TrainConfig], log):
+    """Trains ``configs`` in one vmapped program; returns histories and params."""
+    base, group = configs[0], program.group
     hyperparams = {
         key: np.array([_hyperparams(group, c)[key] for c in configs], np.float32)
         for key in _hyperparams(group, base)
     }
-    params, opt_state = init_stacked(model, tx, configs, hyperparams, train.images[:1])
-    step_all = make_sweep_step(model.apply, tx, base.batch_size, steps_per_epoch)
-    eval_batch = make_sweep_eval(model.apply, base.eval_batch_size, len(test.labels))
-    images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
-    test_images, test_labels = jnp.asarray(test.images), jnp.asarray(test.labels)
+    params, opt_state = init_stacked(
+        program.model, program.tx, configs, hyperparams, program.train.images[:1]
+    )
+    num_train, num_test = len(program.train.labels), len(program.test.labels)
+    count = program.steps_per_epoch * base.batch_size
     step = jnp.zeros([], jnp.int32)
     histories: list[list[dict]] = [[] for _ in configs]
     start = time.time()
     for epoch in range(1, base.num_epochs + 1):
         permutations = jnp.asarray(
             np.stack(
-                [
-                    train_lib.epoch_permutation(c.seed, epoch, len(train.labels))
-                    for c in configs
-                ]
+                [train_lib.epoch_permutation(c.seed, epoch, num_train) for c in configs]
             )
         )
         totals = jnp.zeros((len(configs), 2), jnp.float32)
         epoch_start = time.time()
-        for _ in range(steps_per_epoch):
-            params, opt_state, totals, step = step_all(
-                params, opt_state, totals, step, permutations, images, labels
+        for _ in range(program.steps_per_epoch):
+            params, opt_state, totals, step = program.step_all(
+                params,
+                opt_state,
+                totals,
+                step,
+                permutations,
+                *dataclasses.astuple(program.train),
             )
         totals = np.asarray(totals, np.float64)
         seconds = time.time() - epoch_start
         test_loss, test_accuracy = _evaluate_all(
-            eval_batch,
+            program.eval_batch,
             params,
-            test_images,
-            test_labels,
-            len(test.labels),
+            *dataclasses.astuple(program.test),
+            num_test,
             base.eval_batch_size,
         )
-        count = steps_per_epoch * base.batch_size
         for i, config in enumerate(configs):
             histories[i].append(
                 _row_for(
@@ -292,26 +312,53 @@ def run_group(
             f"{len(configs) * count / seconds:.0f} img/s summed, best test acc "
             f"{float(np.max(test_accuracy)):.4f}"
         )
+    return histories, params
+
+
+def run_group(
+    group: str,
+    configs: Sequence[TrainConfig],
+    dataset: data_lib.Dataset,
+    sweep_dir: Path,
+    *,
+    configs_per_program: int | None = None,
+    log=print,
+) -> dict[str, dict]:
+    """Trains ``configs`` (all of ``group``), ``configs_per_program`` at a time
+    (default: all at once) through one compiled program; writes each
+    configuration's files as soon as its chunk is done."""
+    program = _compile_group(group, configs[0], dataset)
+    chunk = configs_per_program or len(configs)
     summaries = {}
-    for config, history in zip(configs, histories, strict=True):
-        workdir = sweep_dir / run_name(config)
-        workdir.mkdir(parents=True, exist_ok=True)
-        train_lib.write_metrics(workdir / "metrics.jsonl", history)
-        (workdir / "params.msgpack").write_bytes(
-            flax.serialization.to_bytes(_slice(params, configs.index(config)))
-        )
-        summary = train_lib.build_summary(
-            config, history, steps_per_epoch, _num_params(params), dataset
-        )
-        summary["sweep_group"] = group
-        summary["sweep_group_size"] = len(configs)
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-        summaries[run_name(config)] = summary
+    for first in range(0, len(configs), chunk):
+        members = configs[first : first + chunk]
+        histories, params = _train_chunk(program, members, log)
+        for i, (config, history) in enumerate(zip(members, histories, strict=True)):
+            summaries[run_name(config)] = _write_run(
+                sweep_dir,
+                config,
+                history,
+                _slice(params, i),
+                program,
+                dataset,
+                len(members),
+            )
     return summaries
 
 
-def _num_params(stacked_params: Any) -> int:
-    return sum(x[0].size for x in jax.tree.leaves(stacked_params))
+def _write_run(sweep_dir, config, history, params, program, dataset, group_size):
+    workdir = sweep_dir / run_name(config)
+    workdir.mkdir(parents=True, exist_ok=True)
+    train_lib.write_metrics(workdir / "metrics.jsonl", history)
+    (workdir / "params.msgpack").write_bytes(flax.serialization.to_bytes(params))
+    num_params = sum(x.size for x in jax.tree.leaves(params))
+    summary = train_lib.build_summary(
+        config, history, program.steps_per_epoch, num_params, dataset
+    )
+    summary["sweep_group"] = program.group
+    summary["sweep_configs_per_program"] = group_size
+    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
 
 
 def is_done(sweep_dir: Path, config: TrainConfig) -> bool:
@@ -327,9 +374,17 @@ def run_sweep(
     sweep_dir: str | Path,
     *,
     dataset: data_lib.Dataset | None = None,
+    configs_per_program: int | None = None,
     log=print,
 ) -> dict[str, dict]:
-    """Runs the configurations not yet done, grouped; returns every summary."""
+    """Runs the configurations not yet done, grouped; returns every summary.
+
+    ``configs_per_program`` limits how many configurations one vmapped program
+    trains at once (all by default). On a CPU, 1 is fastest: XLA turns a
+    vmapped convolution with per-configuration kernels into a grouped
+    convolution that is slower than running the configurations one by one
+    (the compiled program is still shared). See benchmarks for measurements.
+    """
     sweep_dir = Path(sweep_dir)
     _check_shared(configs)
     for config in configs:
@@ -347,7 +402,14 @@ def run_sweep(
     for group in ("phs", "sgd"):
         members = [c for c in todo if group_of(c) == group]
         if members:
-            run_group(group, members, dataset, sweep_dir, log=log)
+            run_group(
+                group,
+                members,
+                dataset,
+                sweep_dir,
+                configs_per_program=configs_per_program,
+                log=log,
+            )
     summaries = {
         run_name(c): json.loads((sweep_dir / run_name(c) / "summary.json").read_text())
         for c in configs
@@ -470,7 +532,18 @@ def figure1_configs(seeds: Sequence[int], base: TrainConfig) -> list[TrainConfig
     ]
 
 
-NAMED_SWEEPS = ("table1", "table2-reduction", "table2-remaining", "figure1")
+def protocol_configs(seeds: Sequence[int], base: TrainConfig) -> list[TrainConfig]:
+    """Table 2's alpha = 0.1 and 0.001 rows, goals under both readings: the
+    pilot for settling the protocol (drag, batch size, smoothing) per sweep."""
+    configs = []
+    for reading in presets.READINGS:
+        for config in table_configs("table2", reading, seeds, base):
+            if config.learning_rate in (0.1, 0.001) and config not in configs:
+                configs.append(config)
+    return configs
+
+
+NAMED_SWEEPS = ("table1", "table2-reduction", "table2-remaining", "figure1", "protocol")
 
 
 def named_sweep(
@@ -482,6 +555,8 @@ def named_sweep(
         return table_configs("table2", name.removeprefix("table2-"), seeds, base)
     if name == "figure1":
         return figure1_configs(seeds, base)
+    if name == "protocol":
+        return protocol_configs(seeds, base)
     raise ValueError(f"unknown sweep {name!r}; choose one of {', '.join(NAMED_SWEEPS)}")
 
 
@@ -502,6 +577,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--max_train_examples", type=int, default=None)
     parser.add_argument("--max_test_examples", type=int, default=None)
+    parser.add_argument(
+        "--configs_per_program",
+        type=int,
+        default=None,
+        help="configurations trained at once (default all; 1 is fastest on a CPU)",
+    )
     args = parser.parse_args(argv)
     base = TrainConfig(
         num_epochs=args.num_epochs,
