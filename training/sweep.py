@@ -282,14 +282,16 @@ def _train_chunk(program: _GroupProgram, configs: Sequence[TrainConfig], log):
                 totals,
                 step,
                 permutations,
-                *dataclasses.astuple(program.train),
+                program.train.images,
+                program.train.labels,
             )
         totals = np.asarray(totals, np.float64)
         seconds = time.time() - epoch_start
         test_loss, test_accuracy = _evaluate_all(
             program.eval_batch,
             params,
-            *dataclasses.astuple(program.test),
+            program.test.images,
+            program.test.labels,
             num_test,
             base.eval_batch_size,
         )
