@@ -163,3 +163,33 @@ def test_named_sweeps_cover_every_table_row():
     # lr 0.1 and 0.001: 2 SGD, 4 PHS, 4 goal rows x 2 readings; 2 seeds
     assert len(protocol) == 2 * (2 + 4 + 8)
     assert {c.learning_rate for c in protocol} == {0.1, 0.001}
+
+
+def test_command_line_runs_a_named_sweep_one_configuration_at_a_time(
+    small_fashion_mnist_dir, tmp_path, capsys
+):
+    exit_code = sweep.main(
+        [
+            "--sweep=protocol",
+            "--seeds=0",
+            "--num_epochs=1",
+            "--batch_size=64",
+            "--configs_per_program=1",
+            f"--data_dir={small_fashion_mnist_dir}",
+            f"--workdir={tmp_path}",
+        ]
+    )
+    assert exit_code == 0
+    assert "| sgd | 0.1 |" in capsys.readouterr().out
+    summaries = [json.loads(p.read_text()) for p in tmp_path.glob("*/summary.json")]
+    assert len(summaries) == 14
+    assert {s["sweep_configs_per_program"] for s in summaries} == {1}
+
+
+def test_command_line_error_is_one_line_and_exit_code_2(tmp_path, capsys):
+    exit_code = sweep.main(
+        ["--sweep=protocol", "--seeds=0", "--drag=air", f"--workdir={tmp_path}"]
+    )
+    assert exit_code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "drag" in err[0]

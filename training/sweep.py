@@ -601,7 +601,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
         configs = named_sweep(args.sweep, seeds, base)
         run_sweep(
-            configs, args.workdir, log=lambda m: print(m, file=sys.stderr, flush=True)
+            configs,
+            args.workdir,
+            configs_per_program=args.configs_per_program,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
         )
     except (ValueError, data_lib.DataUnavailableError) as error:
         print(f"sweep: error: {str(error).splitlines()[0]}", file=sys.stderr)
