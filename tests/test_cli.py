@@ -140,8 +140,9 @@ def _free_port() -> int:
 
 def test_two_processes_match_one_process(tmp_path, small_fashion_mnist_dir):
     common = [f"--data_dir={small_fashion_mnist_dir}", "--num_epochs=1", *QUICK_FLAGS]
+    # One process, two devices, the data in two shards as two processes hold it.
     single = run_train(
-        common + [f"--workdir={tmp_path / 'single'}"],
+        common + [f"--workdir={tmp_path / 'single'}", "--data_shards=2"],
         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
     )
     assert single.returncode == 0, single.stderr

@@ -194,3 +194,17 @@ def test_capped_splits_are_random_subsets_not_the_first_rows():
     assert len(splits["train"].labels) == 200 and len(splits["test"].labels) == 100
     assert len(np.unique(splits["train"].labels)) == 10
     assert len(np.unique(splits["test"].labels)) == 10
+
+
+def test_shards_are_disjoint_equal_and_cover_the_split():
+    split = train_lib.Split(np.arange(10)[:, None], np.arange(10))
+    shards = [train_lib.shard_of(split, k, 3) for k in range(3)]
+    assert [len(s.labels) for s in shards] == [3, 3, 3]
+    together = np.concatenate([s.labels for s in shards])
+    assert len(set(together)) == 9
+
+
+def test_each_shard_has_its_own_epoch_order():
+    orders = [train_lib.epoch_permutation(0, 1, 100, shard) for shard in (0, 1)]
+    assert sorted(orders[0]) == list(range(100))
+    assert not np.array_equal(orders[0], orders[1])

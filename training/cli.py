@@ -38,8 +38,9 @@ _HELP = {
     "seed": "Seed of initialisation and shuffling.",
     "checkpoint_every_epochs": "Save a checkpoint every this many epochs (and at the end).",
     "max_checkpoints": "Checkpoints kept.",
-    "max_train_examples": "Use only the first N training examples (quick runs).",
-    "max_test_examples": "Use only the first N test examples (quick runs).",
+    "max_train_examples": "Use only a fixed random N training examples (quick runs).",
+    "max_test_examples": "Use only a fixed random N test examples (quick runs).",
+    "data_shards": "Training-data shards (default: one per process); each device holds one.",
 }
 
 

@@ -43,6 +43,7 @@ class TrainConfig:
     max_checkpoints: int = 2
     max_train_examples: int | None = None
     max_test_examples: int | None = None
+    data_shards: int | None = None
 
 
 def _require(condition: bool, message: str) -> None:
@@ -114,6 +115,11 @@ def validate(config: TrainConfig, num_devices: int) -> None:
     _require(
         config.checkpoint_every_epochs >= 1,
         f"--checkpoint_every_epochs must be >= 1, got {config.checkpoint_every_epochs}",
+    )
+    shards = config.data_shards
+    _require(
+        shards is None or (shards >= 1 and num_devices % shards == 0),
+        f"--data_shards={shards} must divide the {num_devices} devices",
     )
     for name in ("batch_size", "eval_batch_size"):
         size = getattr(config, name)

@@ -91,14 +91,22 @@ def correct_count(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.
 
 
 def make_train_step(
-    global_batch_size: int, steps_per_epoch: int
+    global_batch_size: int, steps_per_epoch: int, num_shards: int
 ) -> Callable[..., tuple[TrainState, jax.Array]]:
-    """A pmapped step: gathers this device's slice of the batch, updates, counts."""
+    """A pmapped step: gathers this device's slice of the batch, updates, counts.
+
+    The training set is split into ``num_shards`` shards (one per process by
+    default); the devices of a shard hold only that shard and each global batch
+    takes ``global_batch_size / num_shards`` examples from every shard.
+    """
     per_device = global_batch_size // jax.device_count()
+    per_shard = global_batch_size // num_shards
+    devices_per_shard = jax.device_count() // num_shards
 
     def train_step(state, totals, images, labels, permutation):
         position = state.step % steps_per_epoch
-        start = position * global_batch_size + jax.lax.axis_index(AXIS) * per_device
+        index_in_shard = jax.lax.axis_index(AXIS) % devices_per_shard
+        start = position * per_shard + index_in_shard * per_device
         rows = jax.lax.dynamic_slice(permutation, (start,), (per_device,))
         x, y = images[rows], labels[rows]
         mask = jnp.ones(per_device, jnp.bool_)
@@ -118,6 +126,28 @@ def make_train_step(
         return state, totals
 
     return jax.pmap(train_step, axis_name=AXIS, donate_argnums=(0, 1))
+
+
+def shard_of(split: Split, shard: int, num_shards: int) -> Split:
+    """Rows ``shard, shard + num_shards, ...``; every shard has the same size."""
+    size = len(split.labels) // num_shards
+    rows = np.arange(shard, size * num_shards, num_shards)
+    return Split(split.images[rows], split.labels[rows])
+
+
+def local_device_shards(num_shards: int) -> list[int]:
+    """The shard of each of this process's devices, in pmap's order."""
+    devices_per_shard = jax.device_count() // num_shards
+    first = jax.process_index() * jax.local_device_count()
+    return [(first + i) // devices_per_shard for i in range(jax.local_device_count())]
+
+
+def put_per_device(values: list[np.ndarray]) -> jax.Array:
+    """One array per local device (in pmap's order) as a pmap-ready array."""
+    devices = jax.local_devices()
+    mesh = jax.sharding.Mesh(np.array(devices), ("devices",))
+    sharding = jax.NamedSharding(mesh, jax.P("devices"))
+    return jax.device_put(np.stack(values), sharding)
 
 
 def make_eval_step(apply_fn: Callable, global_batch_size: int, num_examples: int):
@@ -155,9 +185,11 @@ def evaluate(eval_step, params, images, labels, num_examples: int, batch_size: i
     return totals[0] / totals[2], totals[1] / totals[2]
 
 
-def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
-    """The order of the training examples in ``epoch``, the same on every process."""
-    rng = np.random.default_rng([seed, epoch])
+def epoch_permutation(
+    seed: int, epoch: int, num_examples: int, shard: int = 0
+) -> np.ndarray:
+    """The order of a shard's training examples in ``epoch``, on every process."""
+    rng = np.random.default_rng([seed, epoch, shard])
     return rng.permutation(num_examples).astype(np.int32)
 
 
@@ -309,17 +341,22 @@ def train_and_evaluate(
     if dataset is None:
         dataset = data_lib.load_dataset(config.dataset, config.data_dir)
     splits = split_data(dataset, config)
-    train = splits["train"]
-    steps_per_epoch = len(train.labels) // config.batch_size
+    num_shards = config.data_shards or jax.process_count()
+    shards = local_device_shards(num_shards)
+    train = {k: shard_of(splits["train"], k, num_shards) for k in set(shards)}
+    shard_size = len(splits["train"].labels) // num_shards
+    steps_per_epoch = shard_size // (config.batch_size // num_shards)
     if steps_per_epoch == 0:
         raise data_lib.DataUnavailableError(
-            f"the training split has {len(train.labels)} examples, fewer than "
+            f"the training split has {len(splits['train'].labels)} examples, too few for "
             f"--batch_size={config.batch_size}"
         )
 
     model = LeNet5(num_classes=dataset.num_classes)
     tx = create_optimizer(config)
-    params = model.init(jax.random.PRNGKey(config.seed), train.images[:1])["params"]
+    params = model.init(jax.random.PRNGKey(config.seed), splits["test"].images[:1])[
+        "params"
+    ]
     state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
     num_params = sum(x.size for x in jax.tree.leaves(params))
 
@@ -342,9 +379,14 @@ def train_and_evaluate(
     device_data = {
         name: (replicate(jnp.asarray(s.images)), replicate(jnp.asarray(s.labels)))
         for name, s in splits.items()
+        if name != "train"
     }
+    device_data["train"] = (
+        put_per_device([train[k].images for k in shards]),
+        put_per_device([train[k].labels for k in shards]),
+    )
     state = replicate(state)
-    train_step = make_train_step(config.batch_size, steps_per_epoch)
+    train_step = make_train_step(config.batch_size, steps_per_epoch, num_shards)
     evaluators = {
         name: make_eval_step(model.apply, config.eval_batch_size, len(s.labels))
         for name, s in splits.items()
@@ -354,8 +396,8 @@ def train_and_evaluate(
     show_progress = progress and is_writer and sys.stderr.isatty()
 
     for epoch in range(start_epoch + 1, config.num_epochs + 1):
-        permutation = replicate(
-            jnp.asarray(epoch_permutation(config.seed, epoch, len(train.labels)))
+        permutation = put_per_device(
+            [epoch_permutation(config.seed, epoch, shard_size, k) for k in shards]
         )
         totals = replicate(jnp.zeros(3, jnp.float32))
         epoch_start = time.time()

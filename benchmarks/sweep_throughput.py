@@ -1,0 +1,80 @@
+"""Images per second of the sweep's real training step: N configurations in one
+vmapped program against one configuration, on Fashion-MNIST, batch 64.
+
+    python benchmarks/sweep_throughput.py --configs=1,4,8,20 --steps=100 --repeats=5
+
+Prints the median over repeats of images/s summed over configurations.
+"""
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from phs_optax_training import data as data_lib
+from phs_optax_training import sweep, train_lib
+from phs_optax_training.config import TrainConfig
+
+
+def measure(num_configs: int, steps: int, repeats: int, dataset) -> float:
+    base = TrainConfig()
+    rows = [
+        c
+        for c in sweep.named_sweep("table2-remaining", [0, 1, 2], base)
+        if c.optimizer != "sgd"
+    ]
+    configs = rows[:num_configs]
+    program = sweep._compile_group("phs", base, dataset)
+    hyperparams = {
+        key: np.array([sweep._hyperparams("phs", c)[key] for c in configs], np.float32)
+        for key in sweep._hyperparams("phs", base)
+    }
+    params, opt_state = sweep.init_stacked(
+        program.model, program.tx, configs, hyperparams, program.train.images[:1]
+    )
+    num_train = len(program.train.labels)
+    permutations = jnp.asarray(
+        np.stack([train_lib.epoch_permutation(c.seed, 1, num_train) for c in configs])
+    )
+    totals = jnp.zeros((num_configs, 2), jnp.float32)
+    step = jnp.zeros([], jnp.int32)
+    args = (permutations, program.train.images, program.train.labels)
+    params, opt_state, totals, step = program.step_all(
+        params, opt_state, totals, step, *args
+    )
+    jax.block_until_ready(params)
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps):
+            params, opt_state, totals, step = program.step_all(
+                params, opt_state, totals, step, *args
+            )
+        jax.block_until_ready(params)
+        rates.append(
+            steps * base.batch_size * num_configs / (time.perf_counter() - start)
+        )
+    return statistics.median(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--configs", default="1,4,8,20")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    dataset = data_lib.load_dataset("fashion_mnist")
+    print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
+    print("| configs in one program | images/s summed (median) |\n|---|---|")
+    for n in (int(x) for x in args.configs.split(",")):
+        print(
+            f"| {n} | {measure(n, args.steps, args.repeats, dataset):,.0f} |",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
