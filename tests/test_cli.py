@@ -211,3 +211,18 @@ def test_sigkill_mid_run_then_restart_finishes(tmp_path, small_fashion_mnist_dir
     assert summary["epochs_done"] == 6
     state = final_params(workdir, small_fashion_mnist_dir)
     assert int(state.step) == 6 * (512 // 32)
+
+
+def test_preset_sets_the_row_and_explicit_flags_win():
+    from phs_optax_training import cli
+
+    cli.FLAGS.unparse_flags()
+    cli.FLAGS(["train.py", "--preset=table2-lr0.1-goal-f0.1-m10", "--brake_factor=7"])
+    try:
+        config = cli.config_from_flags()
+    finally:
+        cli.FLAGS.unparse_flags()
+    assert (config.dataset, config.optimizer) == ("fashion_mnist", "goal_phs")
+    assert (config.learning_rate, config.friction, config.mass) == (0.1, 0.1, 10.0)
+    assert config.goal == pytest.approx(0.85)  # Table 2 default: remaining fraction
+    assert config.brake_factor == 7

@@ -131,17 +131,7 @@ def _preset_values(name: str, goal_reading: str | None) -> dict:
         raise UsageError(
             f"unknown --goal_reading={reading!r}; choose reduction or remaining"
         )
-    values = {
-        "dataset": preset.dataset,
-        "optimizer": preset.optimizer,
-        "learning_rate": preset.learning_rate,
-    }
-    if preset.mass is not None:
-        values.update(mass=preset.mass, friction=preset.friction)
-    if preset.optimizer == "goal_phs":
-        values.update(
-            goal=presets.goal_for(preset, reading), brake_factor=preset.brake_factor
-        )
+    values = presets.config_values(preset, reading)
     return {key: value for key, value in values.items() if not FLAGS[key].present}
 
 

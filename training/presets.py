@@ -246,6 +246,20 @@ def goal_for(preset: Preset, reading: Reading | None = None) -> float:
     raise ValueError(f"reading must be one of {READINGS}, got {reading!r}")
 
 
+def config_values(preset: Preset, reading: Reading | None = None) -> dict:
+    """The preset's settings as ``TrainConfig`` fields (goal read as ``reading``)."""
+    values = {
+        "dataset": preset.dataset,
+        "optimizer": preset.optimizer,
+        "learning_rate": preset.learning_rate,
+    }
+    if preset.mass is not None:
+        values.update(mass=preset.mass, friction=preset.friction)
+    if preset.optimizer == "goal_phs":
+        values.update(goal=goal_for(preset, reading), brake_factor=preset.brake_factor)
+    return values
+
+
 def describe(preset: Preset) -> str:
     """One line: name, dataset, hyperparameters and the paper's accuracy."""
     parts = [preset.name, preset.dataset, preset.optimizer]

@@ -497,17 +497,7 @@ def table_configs(
     """Every row of the paper's ``table`` for each seed, goals read as ``reading``."""
     configs = []
     for preset in presets.table_presets(table):
-        values = {
-            "dataset": preset.dataset,
-            "optimizer": preset.optimizer,
-            "learning_rate": preset.learning_rate,
-        }
-        if preset.mass is not None:
-            values.update(mass=preset.mass, friction=preset.friction)
-        if preset.optimizer == "goal_phs":
-            values.update(
-                goal=presets.goal_for(preset, reading), brake_factor=preset.brake_factor
-            )
+        values = presets.config_values(preset, reading)
         configs += [dataclasses.replace(base, **values, seed=s) for s in seeds]
     return configs
 
