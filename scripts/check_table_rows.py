@@ -36,15 +36,7 @@ def main() -> None:
             data_dir = args.cifar10_dir if preset.dataset == "cifar10" else None
             datasets[preset.dataset] = data_lib.load_dataset(preset.dataset, data_dir)
         config = TrainConfig(
-            dataset=preset.dataset,
-            optimizer=preset.optimizer,
-            learning_rate=preset.learning_rate,
-            mass=preset.mass,
-            friction=preset.friction,
-            goal=presets.goal_for(preset, "reduction")
-            if preset.optimizer == "goal_phs"
-            else 0.5,
-            brake_factor=preset.brake_factor or 1.0,
+            **presets.config_values(preset, "reduction"),
             integrator=args.integrator,
             drag=args.drag,
             num_epochs=1,
