@@ -19,8 +19,10 @@ from phs_optax_training import sweep, train_lib
 from phs_optax_training.config import TrainConfig
 
 
-def measure(num_configs: int, steps: int, repeats: int, dataset) -> float:
-    base = TrainConfig()
+def measure(
+    num_configs: int, steps: int, repeats: int, dataset, batch_size: int
+) -> float:
+    base = TrainConfig(batch_size=batch_size)
     rows = [
         c
         for c in sweep.named_sweep("table2-remaining", [0, 1, 2], base)
@@ -65,13 +67,14 @@ def main() -> None:
     parser.add_argument("--configs", default="1,4,8,20")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch_size", type=int, default=64)
     args = parser.parse_args()
     dataset = data_lib.load_dataset("fashion_mnist")
     print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
     print("| configs in one program | images/s summed (median) |\n|---|---|")
     for n in (int(x) for x in args.configs.split(",")):
         print(
-            f"| {n} | {measure(n, args.steps, args.repeats, dataset):,.0f} |",
+            f"| {n} | {measure(n, args.steps, args.repeats, dataset, args.batch_size):,.0f} |",
             flush=True,
         )
 

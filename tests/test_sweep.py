@@ -193,3 +193,46 @@ def test_command_line_error_is_one_line_and_exit_code_2(tmp_path, capsys):
     assert exit_code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "drag" in err[0]
+
+
+def test_workers_split_the_configurations_between_them(swept, dataset, tmp_path):
+    for worker in (0, 1):
+        sweep.run_sweep(
+            CONFIGS,
+            tmp_path,
+            dataset=dataset,
+            worker=worker,
+            num_workers=2,
+            log=lambda m: None,
+        )
+    _, alone = swept
+    for config in CONFIGS:
+        shared = json.loads(
+            (tmp_path / sweep.run_name(config) / "summary.json").read_text()
+        )
+        assert (
+            shared["final_test_accuracy"]
+            == alone[sweep.run_name(config)]["final_test_accuracy"]
+        )
+
+
+def test_command_line_processes_share_one_sweep_folder(
+    small_fashion_mnist_dir, tmp_path, capsys
+):
+    exit_code = sweep.main(
+        [
+            "--sweep=protocol",
+            "--seeds=0",
+            "--num_epochs=1",
+            "--batch_size=64",
+            "--configs_per_program=1",
+            "--processes",
+            "2",
+            f"--data_dir={small_fashion_mnist_dir}",
+            f"--workdir={tmp_path}",
+        ]
+    )
+    assert exit_code == 0
+    assert len(list(tmp_path.glob("*/summary.json"))) == 14
+    table = (tmp_path / "results.md").read_text()
+    assert table.count("\n| goal_phs |") == 2 * 8  # runs + means of every goal row

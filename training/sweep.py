@@ -24,6 +24,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -377,16 +379,25 @@ def run_sweep(
     *,
     dataset: data_lib.Dataset | None = None,
     configs_per_program: int | None = None,
+    worker: int = 0,
+    num_workers: int = 1,
     log=print,
 ) -> dict[str, dict]:
-    """Runs the configurations not yet done, grouped; returns every summary.
+    """Runs the configurations not yet done, grouped; returns the finished summaries.
 
     ``configs_per_program`` limits how many configurations one vmapped program
     trains at once (all by default). On a CPU, 1 is fastest: XLA turns a
     vmapped convolution with per-configuration kernels into a grouped
     convolution that is slower than running the configurations one by one
     (the compiled program is still shared). See benchmarks for measurements.
+
+    ``worker`` of ``num_workers`` trains only configurations ``worker``,
+    ``worker + num_workers``, ... of the list, so that several processes can
+    share one sweep folder (e.g. one per CPU core, see ``--processes``).
+    The Markdown table lists every configuration finished so far.
     """
+    if not 0 <= worker < num_workers:
+        raise ValueError(f"worker={worker} must lie in [0, num_workers={num_workers})")
     sweep_dir = Path(sweep_dir)
     _check_shared(configs)
     for config in configs:
@@ -394,10 +405,11 @@ def run_sweep(
     names = [run_name(c) for c in configs]
     if len(set(names)) != len(names):
         raise ValueError("a sweep holds the same configuration twice")
-    todo = [c for c in configs if not is_done(sweep_dir, c)]
-    if len(todo) < len(configs):
+    mine = configs[worker::num_workers]
+    todo = [c for c in mine if not is_done(sweep_dir, c)]
+    if len(todo) < len(mine):
         log(
-            f"{len(configs) - len(todo)} of {len(configs)} configurations done already; skipped"
+            f"{len(mine) - len(todo)} of {len(mine)} configurations done already; skipped"
         )
     if todo and dataset is None:
         dataset = data_lib.load_dataset(configs[0].dataset, configs[0].data_dir)
@@ -412,11 +424,12 @@ def run_sweep(
                 configs_per_program=configs_per_program,
                 log=log,
             )
+    finished = [c for c in configs if is_done(sweep_dir, c)]
     summaries = {
         run_name(c): json.loads((sweep_dir / run_name(c) / "summary.json").read_text())
-        for c in configs
+        for c in finished
     }
-    (sweep_dir / "results.md").write_text(markdown_table(configs, summaries))
+    (sweep_dir / "results.md").write_text(markdown_table(finished, summaries))
     return summaries
 
 
@@ -552,6 +565,42 @@ def named_sweep(
     raise ValueError(f"unknown sweep {name!r}; choose one of {', '.join(NAMED_SWEEPS)}")
 
 
+_CORES_VARIABLE = "PHS_SWEEP_CORES"
+
+
+def _without_flag(argv: list[str], flag: str) -> list[str]:
+    kept, skip_value = [], False
+    for arg in argv:
+        if skip_value:
+            skip_value = False
+        elif arg == flag:
+            skip_value = True
+        elif not arg.startswith(flag + "="):
+            kept.append(arg)
+    return kept
+
+
+def _run_workers(argv: list[str], processes: int) -> None:
+    """Runs the sweep in ``processes`` child processes, each pinned to its share
+    of this process's CPU cores; raises if one of them fails."""
+    cores = sorted(os.sched_getaffinity(0))
+    argv = _without_flag(argv, "--processes")
+    children = []
+    for worker in range(processes):
+        share = cores[worker::processes] or cores
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "phs_optax_training.sweep", *argv]
+                + [f"--worker={worker}", f"--num_workers={processes}"],
+                env={**os.environ, _CORES_VARIABLE: ",".join(map(str, share))},
+                stdout=subprocess.DEVNULL,
+            )
+        )
+    failed = [w for w, child in enumerate(children) if child.wait() != 0]
+    if failed:
+        raise ValueError(f"sweep worker(s) {failed} failed; see their messages above")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m phs_optax_training.sweep",
@@ -575,7 +624,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="configurations trained at once (default all; 1 is fastest on a CPU)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="worker processes sharing the sweep, each pinned to its own CPU cores "
+        "(2 on a 2-core CPU trains about 1.3x more images/s than 1)",
+    )
+    parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--num_workers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if _CORES_VARIABLE in os.environ:  # a worker: pin before jax starts its threads
+        os.sched_setaffinity(
+            0, {int(c) for c in os.environ[_CORES_VARIABLE].split(",")}
+        )
+    if args.processes < 1:
+        parser.error(f"--processes={args.processes} must be at least 1")
     base = TrainConfig(
         num_epochs=args.num_epochs,
         batch_size=args.batch_size,
@@ -590,10 +654,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
         configs = named_sweep(args.sweep, seeds, base)
+        if args.processes > 1:
+            _run_workers(list(sys.argv[1:] if argv is None else argv), args.processes)
         run_sweep(
             configs,
             args.workdir,
             configs_per_program=args.configs_per_program,
+            worker=args.worker,
+            num_workers=args.num_workers,
             log=lambda m: print(m, file=sys.stderr, flush=True),
         )
     except (ValueError, data_lib.DataUnavailableError) as error:
