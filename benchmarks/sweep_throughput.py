@@ -43,7 +43,12 @@ def measure(
     )
     totals = jnp.zeros((num_configs, 2), jnp.float32)
     step = jnp.zeros([], jnp.int32)
-    args = (permutations, program.train.images, program.train.labels)
+    args = (
+        sweep.brake_schedule(configs),
+        permutations,
+        program.train.images,
+        program.train.labels,
+    )
     params, opt_state, totals, step = program.step_all(
         params, opt_state, totals, step, *args
     )

@@ -29,6 +29,17 @@ CONFIGS = [
     dataclasses.replace(
         BASE, mass=2.0, friction=0.5, goal=0.7, brake_factor=5.0, seed=1
     ),
+    # ablations: braking at a fixed update instead of at the goal; SGD with
+    # momentum whose learning rate drops by brake_factor at a fixed update
+    dataclasses.replace(BASE, brake_trigger="step", brake_at_step=20),
+    dataclasses.replace(
+        BASE,
+        optimizer="sgd",
+        learning_rate=0.01,
+        sgd_momentum=0.9,
+        brake_trigger="step",
+        brake_at_step=10,
+    ),
 ]
 
 
@@ -101,7 +112,7 @@ def test_sweep_writes_train_py_files_per_configuration(swept):
         assert json.loads((folder / "summary.json").read_text())["epochs_done"] == 2
     assert (sweep_dir / "results.md").read_text().count(
         "\n| goal_phs |"
-    ) == 4  # 2 runs + 2 means
+    ) == 6  # 3 runs + 3 means
 
 
 def test_rerun_skips_finished_configurations(swept, dataset):
@@ -119,7 +130,7 @@ def test_rerun_skips_finished_configurations(swept, dataset):
     }
     assert before == after
     assert (sweep_dir / sweep.run_name(extra) / "summary.json").exists()
-    assert any("4 of 5 configurations done already" in m for m in messages)
+    assert any("6 of 7 configurations done already" in m for m in messages)
     assert any("[phs] epoch 1/2: 1 configs" in m for m in messages)
 
 

@@ -29,9 +29,11 @@ _HELP = {
     "sgd_momentum": "Momentum of sgd; 0 is plain SGD as in the paper.",
     "ema_decay": "Brake on an exponential moving average of the loss with this decay.",
     "accumulation_size": "Brake on the mean loss over windows of this many steps.",
-    "brake_trigger": "goal, validation (rising validation loss) or both.",
+    "brake_trigger": "goal, validation (rising validation loss), both, or step "
+    "(at --brake_at_step; for sgd a learning-rate drop by --brake_factor).",
     "validation_fraction": "Fraction of the training set held out for validation.",
     "validation_patience": "Brake after the validation loss rose this many epochs.",
+    "brake_at_step": "With --brake_trigger=step: the update (0-based) that brakes.",
     "batch_size": "Global batch size (split across all devices).",
     "eval_batch_size": "Global batch size of evaluation.",
     "num_epochs": "Number of epochs.",

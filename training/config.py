@@ -8,7 +8,7 @@ import phs_optax
 
 DATASETS = ("fashion_mnist", "cifar10")
 OPTIMIZERS = ("sgd", "phs", "goal_phs")
-BRAKE_TRIGGERS = ("goal", "validation", "both")
+BRAKE_TRIGGERS = ("goal", "validation", "both", "step")
 
 
 class ConfigError(ValueError):
@@ -35,6 +35,10 @@ class TrainConfig:
     brake_trigger: str = "goal"
     validation_fraction: float = 0.0
     validation_patience: int = 2
+    # With brake_trigger="step": brake at this update (0-based) whatever the
+    # loss; goal_phs multiplies its friction by brake_factor, sgd divides its
+    # learning rate by brake_factor (ablations of the goal trigger).
+    brake_at_step: int | None = None
     batch_size: int = 64
     eval_batch_size: int = 1000
     num_epochs: int = 2
@@ -97,13 +101,25 @@ def validate(config: TrainConfig, num_devices: int) -> None:
         0 <= config.validation_fraction < 1,
         f"--validation_fraction must be in [0, 1), got {config.validation_fraction}",
     )
+    on_validation = config.brake_trigger in ("validation", "both")
     _require(
-        config.brake_trigger == "goal" or config.validation_fraction > 0,
+        not on_validation or config.validation_fraction > 0,
         f"--brake_trigger={config.brake_trigger} needs --validation_fraction > 0",
     )
     _require(
-        config.brake_trigger == "goal" or config.optimizer == "goal_phs",
+        config.brake_trigger == "goal"
+        or config.optimizer == "goal_phs"
+        or (config.brake_trigger == "step" and config.optimizer == "sgd"),
         f"--brake_trigger={config.brake_trigger} needs --optimizer=goal_phs",
+    )
+    on_step = config.brake_trigger == "step"
+    _require(
+        on_step == (config.brake_at_step is not None),
+        "--brake_at_step goes with --brake_trigger=step (give both or neither)",
+    )
+    _require(
+        not on_step or config.brake_at_step >= 0,
+        f"--brake_at_step must be >= 0, got {config.brake_at_step}",
     )
     _require(
         config.validation_patience >= 1,

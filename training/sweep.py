@@ -44,7 +44,8 @@ from phs_optax_training import data as data_lib
 from phs_optax_training import presets, train_lib
 from phs_optax_training.config import TrainConfig, validate
 
-PER_CONFIG_FIELDS = ("optimizer", "learning_rate", "mass", "friction", "goal", "brake_factor", "seed")  # fmt: skip
+PER_CONFIG_FIELDS = ("optimizer", "learning_rate", "mass", "friction", "goal", "brake_factor", "sgd_momentum", "brake_trigger", "brake_at_step", "seed")  # fmt: skip
+GROUPS = ("phs", "phs-step", "sgd")
 
 
 def run_name(config: TrainConfig) -> str:
@@ -52,13 +53,25 @@ def run_name(config: TrainConfig) -> str:
     name = f"{config.optimizer}_lr{config.learning_rate:g}"
     if config.optimizer != "sgd":
         name += f"_f{config.friction:g}_m{config.mass:g}"
-    if config.optimizer == "goal_phs":
+    if config.optimizer == "sgd" and config.sgd_momentum:
+        name += f"_mom{config.sgd_momentum:g}"
+    if config.brake_trigger == "step":
+        name += f"_at{config.brake_at_step}_b{config.brake_factor:g}"
+    elif config.optimizer == "goal_phs":
         name += f"_g{config.goal:g}_b{config.brake_factor:g}"
     return f"{name}_s{config.seed}"
 
 
 def group_of(config: TrainConfig) -> str:
-    return "sgd" if config.optimizer == "sgd" else "phs"
+    """Configurations of one group share an optimizer state structure.
+
+    ``phs``: PHS and goal-oriented PHS (PHS is goal_phs with brake factor 1);
+    ``phs-step``: goal_phs braked at a fixed step (no goal in its state);
+    ``sgd``: SGD with or without momentum, optionally with a learning-rate drop.
+    """
+    if config.optimizer == "sgd":
+        return "sgd"
+    return "phs-step" if config.brake_trigger == "step" else "phs"
 
 
 def _check_shared(configs: Sequence[TrainConfig]) -> None:
@@ -80,12 +93,12 @@ def _check_shared(configs: Sequence[TrainConfig]) -> None:
 def _group_optimizer(group: str, config: TrainConfig) -> optax.GradientTransformation:
     """One transformation for the whole group; its numbers live in the state."""
     if group == "sgd":
-        return optax.inject_hyperparams(optax.sgd)(learning_rate=1.0)
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=1.0, momentum=0.0)
     return optax.inject_hyperparams(phs_optax.goal_phs, hyperparam_dtype=jnp.float32)(
         learning_rate=1.0,
         mass=1.0,
         friction=1.0,
-        goal=0.5,
+        goal=None if group == "phs-step" else 0.5,
         brake_factor=1.0,
         integrator=config.integrator,
         drag=config.drag,
@@ -96,15 +109,27 @@ def _group_optimizer(group: str, config: TrainConfig) -> optax.GradientTransform
 
 def _hyperparams(group: str, config: TrainConfig) -> dict[str, float]:
     if group == "sgd":
-        return {"learning_rate": config.learning_rate}
+        return {"learning_rate": config.learning_rate, "momentum": config.sgd_momentum}
     is_goal = config.optimizer == "goal_phs"
-    return {
+    values = {
         "learning_rate": config.learning_rate,
         "mass": config.mass,
         "friction": config.friction,
-        "goal": config.goal if is_goal else 0.5,
         "brake_factor": config.brake_factor if is_goal else 1.0,
     }
+    if group == "phs":
+        values["goal"] = config.goal if is_goal else 0.5
+    return values
+
+
+def brake_schedule(configs: Sequence[TrainConfig]) -> tuple[jax.Array, jax.Array]:
+    """Per configuration: the update that brakes (-1: none) and, for SGD, the
+    factor on its updates from then on (1 / brake_factor)."""
+    at = [c.brake_at_step if c.brake_trigger == "step" else -1 for c in configs]
+    scale = [
+        1.0 / c.brake_factor if c.brake_trigger == "step" else 1.0 for c in configs
+    ]
+    return jnp.asarray(at, jnp.int32), jnp.asarray(scale, jnp.float32)
 
 
 def init_stacked(
@@ -125,10 +150,19 @@ def init_stacked(
     return params, opt_state
 
 
-def make_sweep_step(apply_fn, tx, batch_size: int, steps_per_epoch: int):
-    """One jitted step of every configuration: each gathers its own batch."""
+def make_sweep_step(apply_fn, tx, batch_size: int, steps_per_epoch: int, group: str):
+    """One jitted step of every configuration: each gathers its own batch.
 
-    def one_config(params, opt_state, step, permutation, images, labels):
+    ``schedule`` (see :func:`brake_schedule`) brakes ``phs-step`` states before
+    the given update and scales SGD's updates from that update on.
+    """
+
+    def one_config(params, opt_state, step, schedule, permutation, images, labels):
+        brake_at, update_scale = schedule
+        if group == "phs-step":
+            opt_state = jax.lax.cond(
+                step == brake_at, phs_optax.brake, lambda state: state, opt_state
+            )
         start = (step % steps_per_epoch) * batch_size
         rows = jax.lax.dynamic_slice(permutation, (start,), (batch_size,))
         x, y = images[rows], labels[rows]
@@ -140,13 +174,19 @@ def make_sweep_step(apply_fn, tx, batch_size: int, steps_per_epoch: int):
 
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+        if group == "sgd":
+            dropped = (brake_at >= 0) & (step >= brake_at)
+            scale = jnp.where(dropped, update_scale, 1.0)
+            updates = jax.tree.map(lambda u: u * scale, updates)
         correct = train_lib.correct_count(logits, y, mask).astype(jnp.float32)
         return optax.apply_updates(params, updates), opt_state, loss, correct
 
-    def step_all(params, opt_state, totals, step, permutations, images, labels):
+    def step_all(
+        params, opt_state, totals, step, schedule, permutations, images, labels
+    ):
         params, opt_state, loss, correct = jax.vmap(
-            one_config, in_axes=(0, 0, None, 0, None, None)
-        )(params, opt_state, step, permutations, images, labels)
+            one_config, in_axes=(0, 0, None, 0, 0, None, None)
+        )(params, opt_state, step, schedule, permutations, images, labels)
         totals = totals + jnp.stack([loss * batch_size, correct], axis=1)
         return params, opt_state, totals, step + 1
 
@@ -188,9 +228,11 @@ def _slice(tree: Any, index: int) -> Any:
     return jax.tree.map(lambda x: x[index], tree)
 
 
-def _row_for(group, config, opt_state, epoch, step, train, test, seconds, wall):
+def _row_for(config, opt_state, epoch, step, train, test, seconds, wall):
+    """One metrics.jsonl row, in train.py's format."""
     train_loss, train_accuracy = train
-    row = {
+    kinetic, hamiltonian = train_lib.energy(opt_state, config, train_loss)
+    return {
         "epoch": epoch,
         "step": step,
         "train_loss": train_loss,
@@ -198,28 +240,12 @@ def _row_for(group, config, opt_state, epoch, step, train, test, seconds, wall):
         "test_loss": test[0],
         "test_accuracy": test[1],
         "validation_loss": None,
-        "friction": None,
-        "braked": None,
-        "brake_step": None,
-        "kinetic_energy": None,
-        "hamiltonian": None,
+        **train_lib.brake_info(opt_state, config, step),
+        "kinetic_energy": kinetic,
+        "hamiltonian": hamiltonian,
         "images_per_second": seconds,
         "wall_time": wall,
     }
-    if group == "phs":
-        phs_state = phs_optax.find_phs_state(opt_state)
-        kinetic = float(phs_optax.kinetic_energy(opt_state, config.mass))
-        row.update(
-            friction=float(phs_state.friction),
-            kinetic_energy=kinetic,
-            hamiltonian=kinetic + train_loss,
-        )
-        if config.optimizer == "goal_phs":
-            braked = bool(phs_state.braked)
-            row.update(
-                braked=braked, brake_step=int(phs_state.brake_step) if braked else None
-            )
-    return row
 
 
 @dataclasses.dataclass
@@ -246,7 +272,9 @@ def _compile_group(group: str, base: TrainConfig, dataset: data_lib.Dataset):
         group=group,
         model=model,
         tx=tx,
-        step_all=make_sweep_step(model.apply, tx, base.batch_size, steps_per_epoch),
+        step_all=make_sweep_step(
+            model.apply, tx, base.batch_size, steps_per_epoch, group
+        ),
         eval_batch=make_sweep_eval(model.apply, base.eval_batch_size, len(test.labels)),
         train=train_lib.Split(jnp.asarray(train.images), jnp.asarray(train.labels)),
         test=train_lib.Split(jnp.asarray(test.images), jnp.asarray(test.labels)),
@@ -267,6 +295,7 @@ def _train_chunk(program: _GroupProgram, configs: Sequence[TrainConfig], log):
     num_train, num_test = len(program.train.labels), len(program.test.labels)
     count = program.steps_per_epoch * base.batch_size
     step = jnp.zeros([], jnp.int32)
+    schedule = brake_schedule(configs)
     histories: list[list[dict]] = [[] for _ in configs]
     start = time.time()
     for epoch in range(1, base.num_epochs + 1):
@@ -283,6 +312,7 @@ def _train_chunk(program: _GroupProgram, configs: Sequence[TrainConfig], log):
                 opt_state,
                 totals,
                 step,
+                schedule,
                 permutations,
                 program.train.images,
                 program.train.labels,
@@ -300,7 +330,6 @@ def _train_chunk(program: _GroupProgram, configs: Sequence[TrainConfig], log):
         for i, config in enumerate(configs):
             histories[i].append(
                 _row_for(
-                    group,
                     config,
                     _slice(opt_state, i),
                     epoch,
@@ -402,6 +431,11 @@ def run_sweep(
     _check_shared(configs)
     for config in configs:
         validate(config, num_devices=1)
+        if config.brake_trigger in ("validation", "both"):
+            raise ValueError(
+                f"{run_name(config)}: the sweep holds no validation split; "
+                "train validation-triggered runs with train.py"
+            )
     names = [run_name(c) for c in configs]
     if len(set(names)) != len(names):
         raise ValueError("a sweep holds the same configuration twice")
@@ -413,7 +447,7 @@ def run_sweep(
         )
     if todo and dataset is None:
         dataset = data_lib.load_dataset(configs[0].dataset, configs[0].data_dir)
-    for group in ("phs", "sgd"):
+    for group in GROUPS:
         members = [c for c in todo if group_of(c) == group]
         if members:
             run_group(

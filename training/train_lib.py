@@ -60,7 +60,12 @@ def _needs_value(opt_state: Any) -> bool:
 def create_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """The optimizer named by ``config.optimizer`` with the config's hyperparameters."""
     if config.optimizer == "sgd":
-        return optax.sgd(config.learning_rate, momentum=config.sgd_momentum or None)
+        learning_rate = config.learning_rate
+        if config.brake_trigger == "step":
+            learning_rate = optax.piecewise_constant_schedule(
+                learning_rate, {config.brake_at_step: 1.0 / config.brake_factor}
+            )
+        return optax.sgd(learning_rate, momentum=config.sgd_momentum or None)
     dynamics = dict(
         learning_rate=config.learning_rate,
         mass=config.mass,
@@ -72,7 +77,7 @@ def create_optimizer(config: TrainConfig) -> optax.GradientTransformation:
         return phs_optax.phs(**dynamics)
     return phs_optax.goal_phs(
         **dynamics,
-        goal=None if config.brake_trigger == "validation" else config.goal,
+        goal=None if config.brake_trigger in ("validation", "step") else config.goal,
         brake_factor=config.brake_factor,
         ema_decay=config.ema_decay,
         accumulation_size=config.accumulation_size,
@@ -91,13 +96,17 @@ def correct_count(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.
 
 
 def make_train_step(
-    global_batch_size: int, steps_per_epoch: int, num_shards: int
+    global_batch_size: int,
+    steps_per_epoch: int,
+    num_shards: int,
+    brake_at_step: int | None = None,
 ) -> Callable[..., tuple[TrainState, jax.Array]]:
     """A pmapped step: gathers this device's slice of the batch, updates, counts.
 
     The training set is split into ``num_shards`` shards (one per process by
     default); the devices of a shard hold only that shard and each global batch
     takes ``global_batch_size / num_shards`` examples from every shard.
+    ``brake_at_step``: apply ``phs_optax.brake`` before that update.
     """
     per_device = global_batch_size // jax.device_count()
     per_shard = global_batch_size // num_shards
@@ -116,6 +125,15 @@ def make_train_step(
             return cross_entropy_sum(logits, y, mask) / per_device, logits
 
         (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        if brake_at_step is not None:
+            state = state.replace(
+                opt_state=jax.lax.cond(
+                    state.step == brake_at_step,
+                    phs_optax.brake,
+                    lambda opt_state: opt_state,
+                    state.opt_state,
+                )
+            )
         grads = jax.lax.pmean(grads, AXIS)
         loss = jax.lax.pmean(loss, AXIS)
         state = state.apply_gradients_with_loss(grads=grads, loss=loss)
@@ -250,16 +268,26 @@ def _log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
 
-def _energy(opt_state: Any, config: TrainConfig, loss: float) -> tuple[Any, Any]:
+def energy(opt_state: Any, config: TrainConfig, loss: float) -> tuple[Any, Any]:
+    """Kinetic energy and Hamiltonian (kinetic + loss); None for SGD."""
     if config.optimizer == "sgd":
         return None, None
     kinetic = float(phs_optax.kinetic_energy(opt_state, config.mass))
     return kinetic, kinetic + loss
 
 
-def _brake_info(opt_state: Any, config: TrainConfig) -> dict[str, Any]:
+def brake_info(opt_state: Any, config: TrainConfig, step: int) -> dict[str, Any]:
+    """Friction in force and brake state after ``step`` updates (SGD: its
+    learning-rate drop counts as the brake)."""
     if config.optimizer == "sgd":
-        return {"friction": None, "braked": None, "brake_step": None}
+        if config.brake_trigger != "step":
+            return {"friction": None, "braked": None, "brake_step": None}
+        dropped = step > config.brake_at_step
+        return {
+            "friction": None,
+            "braked": dropped,
+            "brake_step": config.brake_at_step if dropped else None,
+        }
     if config.optimizer == "phs":
         return {"friction": config.friction, "braked": None, "brake_step": None}
     phs_state = phs_optax.find_phs_state(opt_state)
@@ -386,7 +414,12 @@ def train_and_evaluate(
         put_per_device([train[k].labels for k in shards]),
     )
     state = replicate(state)
-    train_step = make_train_step(config.batch_size, steps_per_epoch, num_shards)
+    train_step = make_train_step(
+        config.batch_size,
+        steps_per_epoch,
+        num_shards,
+        config.brake_at_step if config.optimizer == "goal_phs" else None,
+    )
     evaluators = {
         name: make_eval_step(model.apply, config.eval_batch_size, len(s.labels))
         for name, s in splits.items()
@@ -434,7 +467,7 @@ def train_and_evaluate(
         }
         opt_state = jax_utils.unreplicate(state.opt_state)
         train_loss = loss_sum / count
-        kinetic, hamiltonian = _energy(opt_state, config, train_loss)
+        kinetic, hamiltonian = energy(opt_state, config, train_loss)
         validation_loss = (
             evaluations["validation"][0] if "validation" in evaluations else None
         )
@@ -443,15 +476,16 @@ def train_and_evaluate(
                 _log(f"Validation loss rose {config.validation_patience}x: braking.")
                 state = state.replace(opt_state=brake_replicated(state.opt_state))
                 opt_state = jax_utils.unreplicate(state.opt_state)
+        step = int(jax_utils.unreplicate(state.step))
         row = {
             "epoch": epoch,
-            "step": int(jax_utils.unreplicate(state.step)),
+            "step": step,
             "train_loss": train_loss,
             "train_accuracy": correct / count,
             "test_loss": evaluations["test"][0],
             "test_accuracy": evaluations["test"][1],
             "validation_loss": validation_loss,
-            **_brake_info(opt_state, config),
+            **brake_info(opt_state, config, step),
             "kinetic_energy": kinetic,
             "hamiltonian": hamiltonian,
             "images_per_second": count / train_seconds,
@@ -508,8 +542,10 @@ def _epoch_line(row: Metrics) -> str:
         f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f}  "
         f"{row['images_per_second']:.0f} img/s"
     )
+    if row["friction"] is not None:
+        line += f"  friction {row['friction']:.4g}"
     if row["braked"] is not None:
-        line += f"  friction {row['friction']:.4g} braked {row['braked']}"
+        line += f"  braked {row['braked']}"
     return line
 
 

@@ -1,0 +1,255 @@
+"""Sweep folders read back as the paper's tables, with paired comparisons.
+
+A sweep folder holds one ``summary.json`` per run (see :mod:`sweep`). This
+module matches each run to its row of the paper's Table 1 or 2 (and, for goal
+rows, to the reading of the goal column it used) and writes Markdown:
+
+* ``rows``: per table row, final and best test accuracy (mean ± sample std
+  over seeds) next to the paper's number, the epoch of the best accuracy and
+  the braking epoch of every seed;
+* ``pairs``: per (alpha, friction, mass) pair, goal-oriented minus PHS and
+  goal-oriented minus SGD at that alpha, paired by seed (runs of one seed see
+  the same batches), with the count of pairs won;
+* ``compare``: one column per folder, for protocol studies.
+
+    python -m phs_optax_training.report table results/table2/batch10 --table=table2
+    python -m phs_optax_training.report compare results/protocol/a results/protocol/b
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from phs_optax_training import presets
+
+# (preset name, goal reading or "") -> seed -> summary.json contents
+Runs = dict[tuple[str, str], dict[int, dict]]
+
+
+def _preset_for(config: dict, table: str) -> presets.Preset | None:
+    is_sgd = config["optimizer"] == "sgd"
+    key = (
+        config["optimizer"],
+        config["learning_rate"],
+        None if is_sgd else config["friction"],
+        None if is_sgd else config["mass"],
+    )
+    for preset in presets.table_presets(table):
+        if (
+            preset.optimizer,
+            preset.learning_rate,
+            preset.friction,
+            preset.mass,
+        ) == key:
+            return preset
+    return None
+
+
+def _reading_of(config: dict, preset: presets.Preset) -> str | None:
+    if preset.optimizer != "goal_phs":
+        return ""
+    if config["brake_factor"] != preset.brake_factor:
+        return None
+    for reading in presets.READINGS:
+        if abs(presets.goal_for(preset, reading) - config["goal"]) < 1e-9:
+            return reading
+    return None
+
+
+def load_runs(folder: str | Path, table: str) -> Runs:
+    """The runs in ``folder`` that are rows of ``table``; others are skipped."""
+    runs: Runs = {}
+    for path in sorted(Path(folder).glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        config = summary["config"]
+        if config.get("ablation"):
+            continue
+        preset = _preset_for(config, table)
+        if preset is None:
+            continue
+        reading = _reading_of(config, preset)
+        if reading is None:
+            continue
+        runs.setdefault((preset.name, reading), {})[config["seed"]] = summary
+    return runs
+
+
+def _percent(summaries: Sequence[dict], key: str) -> np.ndarray:
+    return np.array([s[key] for s in summaries]) * 100
+
+
+def mean_std(values: np.ndarray) -> str:
+    """``mean ± sample std`` (std 0 for a single value), two decimals."""
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():.2f} ± {std:.2f}"
+
+
+def _epochs(values: Sequence[float | None]) -> str:
+    return ", ".join("-" if v is None else f"{v:g}" for v in values)
+
+
+def _row_keys(runs: Runs, table: str) -> list[tuple[str, str]]:
+    order = {p.name: i for i, p in enumerate(presets.table_presets(table))}
+    return sorted(runs, key=lambda key: (order[key[0]], key[1]))
+
+
+def rows_table(runs: Runs, table: str) -> str:
+    """Per row: paper, seeds, final and best accuracy, best epoch, brake epoch."""
+    lines = [
+        "| row | goal reading | paper | seeds | final | best | best at epoch | brake epoch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, reading in _row_keys(runs, table):
+        by_seed = runs[(name, reading)]
+        summaries = [by_seed[s] for s in sorted(by_seed)]
+        paper = presets.get_preset(name).paper_accuracy * 100
+        brakes = [
+            None if s["brake_epoch"] is None else round(s["brake_epoch"], 2)
+            for s in summaries
+        ]
+        lines.append(
+            f"| {name} | {reading} | {paper:.2f} | {len(summaries)} "
+            f"| {mean_std(_percent(summaries, 'final_test_accuracy'))} "
+            f"| {mean_std(_percent(summaries, 'best_test_accuracy'))} "
+            f"| {_epochs([s['best_epoch'] for s in summaries])} "
+            f"| {_epochs(brakes) if reading else ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def paired_difference(
+    runs: Runs, first: tuple[str, str], second: tuple[str, str], key: str
+) -> np.ndarray:
+    """``first - second`` in percentage points, per seed both have run."""
+    seeds = sorted(set(runs.get(first, {})) & set(runs.get(second, {})))
+    return np.array([(runs[first][s][key] - runs[second][s][key]) * 100 for s in seeds])
+
+
+def pairs_table(runs: Runs, table: str, reading: str) -> str:
+    """Goal-oriented minus PHS and minus SGD per pair, paired by seed."""
+    lines = [
+        "| pair (alpha, friction, mass) | goal | seeds | goal - PHS final | goal - PHS best "
+        "| goal - SGD final | goal - SGD best | paper goal - PHS | paper goal - SGD |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    won = {"phs": 0, "sgd": 0}
+    won_every_seed = {"phs": 0, "sgd": 0}
+    counted = 0
+    for pair in presets.pairs(table):
+        goal = (pair.goal.name, reading)
+        if goal not in runs:
+            continue
+        cells = []
+        for baseline in ("phs", "sgd"):
+            other = (getattr(pair, baseline).name, "")
+            final = paired_difference(runs, goal, other, "final_test_accuracy")
+            best = paired_difference(runs, goal, other, "best_test_accuracy")
+            if len(final) == 0:
+                cells += ["", ""]
+                continue
+            won[baseline] += bool(final.mean() > 0)
+            won_every_seed[baseline] += bool((final > 0).all())
+            cells += [_signed(final), _signed(best)]
+        counted += 1
+        paper = pair.goal.paper_accuracy * 100
+        lines.append(
+            f"| {pair.goal.learning_rate:g}, {pair.goal.friction:g}, {pair.goal.mass:g} "
+            f"| {presets.goal_for(pair.goal, reading):g} x{pair.goal.brake_factor:g} "
+            f"| {len(paired_difference(runs, goal, (pair.phs.name, ''), 'final_test_accuracy'))} "
+            f"| {' | '.join(cells)} "
+            f"| {paper - pair.phs.paper_accuracy * 100:+.2f} "
+            f"| {paper - pair.sgd.paper_accuracy * 100:+.2f} |"
+        )
+    lines += [
+        "",
+        f"Goal-oriented ahead on mean final accuracy: {won['phs']} of {counted} pairs "
+        f"vs PHS ({won_every_seed['phs']} on every seed), {won['sgd']} of {counted} "
+        f"vs SGD ({won_every_seed['sgd']} on every seed). Paper: {counted} of "
+        f"{counted} vs PHS.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _signed(values: np.ndarray) -> str:
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{values.mean():+.2f} ± {std:.2f}"
+
+
+def table_report(folder: str | Path, table: str) -> str:
+    """The rows table, then the pairs table for each goal reading present."""
+    runs = load_runs(folder, table)
+    parts = [f"## Rows ({folder})\n", rows_table(runs, table)]
+    for reading in presets.READINGS:
+        if any(key[1] == reading for key in runs):
+            parts += [
+                f"\n## Pairs, goal read as {reading}\n",
+                pairs_table(runs, table, reading),
+            ]
+    return "\n".join(parts)
+
+
+def compare_table(folders: Sequence[str | Path], table: str) -> str:
+    """One column per folder: final mean ± std / mean best; brake epochs."""
+    sweeps = {Path(f).name: load_runs(f, table) for f in folders}
+    keys: list[tuple[str, str]] = []
+    for runs in sweeps.values():
+        keys += [k for k in runs if k not in keys]
+    merged: Runs = {k: {} for k in keys}
+    lines = [
+        "Cells: final test accuracy mean ± std over seeds / mean best; "
+        "brake epoch per seed.\n",
+        "| paper row | goal reading | paper | " + " | ".join(sweeps) + " |",
+        "|---|---|---|" + "---|" * len(sweeps),
+    ]
+    for name, reading in _row_keys(merged, table):
+        cells = []
+        for runs in sweeps.values():
+            by_seed = runs.get((name, reading))
+            if not by_seed:
+                cells.append("")
+                continue
+            summaries = [by_seed[s] for s in sorted(by_seed)]
+            best = _percent(summaries, "best_test_accuracy").mean()
+            text = (
+                f"{mean_std(_percent(summaries, 'final_test_accuracy'))} / {best:.2f}"
+            )
+            if reading:
+                text += " brake@" + _epochs(
+                    [
+                        None if s["brake_epoch"] is None else round(s["brake_epoch"], 2)
+                        for s in summaries
+                    ]
+                )
+            cells.append(text)
+        paper = presets.get_preset(name).paper_accuracy * 100
+        lines.append(
+            f"| {name} | {reading} | {paper:.2f} | " + " | ".join(cells) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m phs_optax_training.report")
+    parser.add_argument("command", choices=("table", "compare"))
+    parser.add_argument("folders", nargs="+")
+    parser.add_argument("--table", default="table2", choices=presets.TABLES)
+    args = parser.parse_args(argv)
+    missing = [f for f in args.folders if not Path(f).is_dir()]
+    if missing:
+        print(f"report: error: no such sweep folder: {missing[0]}", file=sys.stderr)
+        return 2
+    if args.command == "table":
+        print("\n".join(table_report(f, args.table) for f in args.folders))
+    else:
+        print(compare_table(args.folders, args.table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
