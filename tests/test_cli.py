@@ -52,6 +52,8 @@ def run_train(args, *, env=None, timeout=300):
         ("--no_such_flag=1", "no_such_flag"),
         ("--preset=table9-nothing", "preset"),
         ("--brake_trigger=validation", "validation_fraction"),
+        ("--brake_trigger=step", "brake_at_step"),
+        ("--brake_at_step=5", "brake_trigger=step"),
     ],
 )
 def test_bad_flag_is_one_line_and_exit_code_2(flag, message, tmp_path):

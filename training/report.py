@@ -68,8 +68,8 @@ def load_runs(folder: str | Path, table: str) -> Runs:
     for path in sorted(Path(folder).glob("*/summary.json")):
         summary = json.loads(path.read_text())
         config = summary["config"]
-        if config.get("ablation"):
-            continue
+        if config.get("brake_trigger", "goal") != "goal" or config.get("sgd_momentum"):
+            continue  # an ablation, not a row of the paper
         preset = _preset_for(config, table)
         if preset is None:
             continue

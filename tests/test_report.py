@@ -1,0 +1,98 @@
+"""Reading sweep folders back as the paper's tables and figures."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from phs_optax_training import figures, presets, report, sweep
+from phs_optax_training.config import TrainConfig
+
+PAIR = presets.pairs("table2")[0]  # alpha 0.1, friction 0.1, mass 10
+
+
+def write_run(folder, config, final, best, brake_epoch=None, curve=(0.5, 0.6)):
+    run = folder / sweep.run_name(config)
+    run.mkdir(parents=True)
+    summary = {
+        "config": dataclasses.asdict(config),
+        "final_test_accuracy": final,
+        "best_test_accuracy": best,
+        "best_epoch": 1,
+        "brake_epoch": brake_epoch,
+        "epochs_done": len(curve),
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    (run / "metrics.jsonl").write_text(
+        "\n".join(json.dumps({"test_accuracy": a}) for a in curve) + "\n"
+    )
+
+
+def config_of(preset, seed, reading="remaining"):
+    return TrainConfig(**presets.config_values(preset, reading), seed=seed)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    for seed, (sgd, phs, goal) in enumerate([(0.80, 0.85, 0.86), (0.82, 0.86, 0.84)]):
+        write_run(tmp_path, config_of(PAIR.sgd, seed), sgd, sgd + 0.01)
+        write_run(tmp_path, config_of(PAIR.phs, seed), phs, phs + 0.01)
+        write_run(tmp_path, config_of(PAIR.goal, seed), goal, goal, brake_epoch=0.5)
+    return tmp_path
+
+
+def test_runs_are_matched_to_their_table_row_and_goal_reading(folder):
+    runs = report.load_runs(folder, "table2")
+    assert set(runs) == {
+        (PAIR.sgd.name, ""),
+        (PAIR.phs.name, ""),
+        (PAIR.goal.name, "remaining"),
+    }
+    assert sorted(runs[(PAIR.goal.name, "remaining")]) == [0, 1]
+
+
+def test_ablation_runs_are_not_mistaken_for_table_rows(folder):
+    ablation = dataclasses.replace(
+        config_of(PAIR.goal, 0), brake_trigger="step", brake_at_step=5
+    )
+    write_run(folder, ablation, 0.99, 0.99)
+    runs = report.load_runs(folder, "table2")
+    assert runs[(PAIR.goal.name, "remaining")][0]["final_test_accuracy"] == 0.86
+
+
+def test_rows_table_gives_mean_and_sample_std_next_to_the_paper(folder):
+    table = report.rows_table(report.load_runs(folder, "table2"), "table2")
+    assert f"| {PAIR.phs.name} |  | 90.36 | 2 | 85.50 ± 0.71 | 86.50 ± 0.71 |" in table
+    assert "| 0.5, 0.5 |" in table  # brake epochs of both seeds
+
+
+def test_pairs_are_differenced_seed_by_seed_and_wins_counted(folder):
+    table = report.pairs_table(
+        report.load_runs(folder, "table2"), "table2", "remaining"
+    )
+    # goal - PHS: +1 and -2 points; goal - SGD: +6 and +2 points
+    expected_phs = np.array([1.0, -2.0])
+    cell = f"{expected_phs.mean():+.2f} ± {expected_phs.std(ddof=1):.2f}"
+    assert cell in table
+    assert "+4.00 ± 2.83" in table
+    assert (
+        "0 of 1 pairs vs PHS (0 on every seed), 1 of 1 vs SGD (1 on every seed)"
+        in table
+    )
+
+
+def test_figure3_and_figure1_are_written(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("figures")
+    assert (
+        figures.figure3({"table2": folder}, "remaining", out / "f3.png").stat().st_size
+    )
+    grid = tmp_path_factory.mktemp("grid")
+    for config in sweep.figure1_configs([0], TrainConfig())[:3]:
+        write_run(grid, config, 0.8, 0.85)
+    assert figures.figure1(grid, out / "f1.png").stat().st_size
+
+
+def test_report_of_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
+    assert report.main(["table", str(tmp_path / "nothing")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
