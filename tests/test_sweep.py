@@ -6,8 +6,10 @@ import json
 import flax
 import jax
 import numpy as np
+import optax
 import pytest
 
+import phs_optax
 from phs_optax_training import data as data_lib
 from phs_optax_training import sweep, train_lib
 from phs_optax_training.config import TrainConfig
@@ -247,3 +249,47 @@ def test_command_line_processes_share_one_sweep_folder(
     assert len(list(tmp_path.glob("*/summary.json"))) == 14
     table = (tmp_path / "results.md").read_text()
     assert table.count("\n| goal_phs |") == 2 * 8  # runs + means of every goal row
+
+
+def test_heavy_ball_equivalent_runs_the_phs_iteration_and_its_braked_drop():
+    config = dataclasses.replace(
+        BASE, learning_rate=0.1, mass=10.0, friction=0.1, brake_factor=50.0
+    )
+    lr, momentum, drop = sweep.heavy_ball_equivalent(config)
+    phs = phs_optax.phs(learning_rate=0.1, mass=10.0, friction=0.1)
+    sgd = optax.sgd(lr, momentum=momentum)
+    grad = jax.grad(lambda x: 0.5 * jax.numpy.sum(x * x * np.arange(1.0, 4.0)))
+    x_phs = x_sgd = jax.numpy.ones(3)
+    phs_state, sgd_state = phs.init(x_phs), sgd.init(x_sgd)
+    for _ in range(50):
+        u, phs_state = phs.update(grad(x_phs), phs_state, x_phs)
+        x_phs = x_phs + u
+        u, sgd_state = sgd.update(grad(x_sgd), sgd_state, x_sgd)
+        x_sgd = x_sgd + u
+    np.testing.assert_allclose(x_phs, x_sgd, rtol=1e-5)
+    # effective step lr / (1 - beta) before and after friction x 50
+    braked = np.exp(-0.1 * 0.1 * 50)
+    assert drop == pytest.approx((lr / (1 - momentum)) / (lr / (1 - braked)))
+    assert 39 < drop < 40  # about F = 50 only when alpha * gamma * F is small
+
+
+def test_ablation_takes_the_brake_step_of_each_goal_run(tmp_path):
+    base = dataclasses.replace(BASE, num_epochs=20, batch_size=64)
+    goal_runs = [
+        c
+        for c in sweep.table_configs("table2", "remaining", [0], base)
+        if c.optimizer == "goal_phs" and c.learning_rate in (0.1, 0.001)
+    ]
+    for i, run in enumerate(goal_runs):
+        folder = tmp_path / sweep.run_name(run)
+        folder.mkdir()
+        brake_step = None if i == 0 else 100 + i
+        (folder / "summary.json").write_text(json.dumps({"brake_step": brake_step}))
+    configs = sweep.named_sweep("ablation", [0], base, reference=tmp_path)
+    sgd = [c for c in configs if c.optimizer == "sgd"]
+    assert [c.brake_at_step for c in sgd] == [101, 102, 103]  # run 0 never braked
+    assert all(c.brake_trigger == "step" for c in configs)
+    fixed = sorted({c.brake_at_step for c in configs if c.optimizer == "goal_phs"})
+    assert fixed == [937, 9370]  # epochs 1 and 10 at 937 steps per epoch
+    with pytest.raises(ValueError, match="missing"):
+        sweep.named_sweep("ablation", [1], base, reference=tmp_path)

@@ -582,12 +582,113 @@ def protocol_configs(seeds: Sequence[int], base: TrainConfig) -> list[TrainConfi
     return configs
 
 
-NAMED_SWEEPS = ("table1", "table2-reduction", "table2-remaining", "figure1", "protocol")
+ABLATION_LEARNING_RATES = (0.1, 0.001)
+ABLATION_FIXED_BRAKE_EPOCHS = (1, 10)
+
+
+def heavy_ball_equivalent(config: TrainConfig) -> tuple[float, float, float]:
+    """SGD learning rate and momentum that run the same iteration as PHS before
+    the brake, and the drop of the effective step that braking causes.
+
+    With ``integrator="conformal"`` and ``drag="momentum"`` PHS is exactly
+    SGD with momentum: p <- exp(-alpha gamma) p - alpha g, theta <- theta +
+    (alpha / m) p, i.e. learning rate alpha^2 / m and momentum
+    beta = exp(-alpha gamma). Braking turns beta into exp(-alpha gamma F) and so
+    divides the effective step lr / (1 - beta) by (1 - beta_F) / (1 - beta),
+    which is about F when alpha gamma F is small.
+    """
+    if (config.integrator, config.drag) != ("conformal", "momentum"):
+        raise ValueError(
+            "the heavy-ball equivalent is exact only for integrator=conformal, "
+            f"drag=momentum; got {config.integrator}, {config.drag}"
+        )
+    rate = config.learning_rate * config.friction
+    beta, beta_braked = np.exp(-rate), np.exp(-rate * config.brake_factor)
+    return (
+        config.learning_rate**2 / config.mass,
+        float(beta),
+        float((1.0 - beta_braked) / (1.0 - beta)),
+    )
+
+
+def ablation_configs(
+    seeds: Sequence[int], base: TrainConfig, reference: str | Path, reading: str
+) -> list[TrainConfig]:
+    """Does the goal trigger or the drop itself carry the effect?
+
+    For Table 2's goal rows at alpha in ABLATION_LEARNING_RATES, per seed:
+    (a) SGD with momentum equal to the PHS iteration (see
+    :func:`heavy_ball_equivalent`) whose learning rate drops by the braking's
+    drop of the effective step at the update where the goal run of that seed
+    braked (read from its summary in the ``reference`` sweep folder; skipped
+    if that run never braked); (b) goal_phs braked at the fixed epochs
+    ABLATION_FIXED_BRAKE_EPOCHS instead of at the goal.
+    """
+    configs = []
+    goal_rows = [
+        c
+        for c in table_configs("table2", reading, seeds, base)
+        if c.optimizer == "goal_phs" and c.learning_rate in ABLATION_LEARNING_RATES
+    ]
+    fashion_mnist_train_size = 60_000
+    steps_per_epoch = (
+        base.max_train_examples or fashion_mnist_train_size
+    ) // base.batch_size
+    for seed in seeds:
+        for goal_run in (c for c in goal_rows if c.seed == seed):
+            summary_path = Path(reference) / run_name(goal_run) / "summary.json"
+            if not summary_path.exists():
+                raise ValueError(
+                    f"{summary_path} is missing: run the table2-{reading} sweep "
+                    "with the same settings first"
+                )
+            brake_step = json.loads(summary_path.read_text())["brake_step"]
+            if brake_step is not None:
+                lr, momentum, drop = heavy_ball_equivalent(goal_run)
+                configs.append(
+                    dataclasses.replace(
+                        goal_run,
+                        optimizer="sgd",
+                        learning_rate=lr,
+                        sgd_momentum=momentum,
+                        brake_factor=drop,
+                        brake_trigger="step",
+                        brake_at_step=brake_step,
+                    )
+                )
+            configs += [
+                dataclasses.replace(
+                    goal_run,
+                    brake_trigger="step",
+                    brake_at_step=epoch * steps_per_epoch,
+                )
+                for epoch in ABLATION_FIXED_BRAKE_EPOCHS
+                if epoch < base.num_epochs
+            ]
+    return configs
+
+
+NAMED_SWEEPS = (
+    "table1",
+    "table2-reduction",
+    "table2-remaining",
+    "figure1",
+    "protocol",
+    "ablation",
+)
 
 
 def named_sweep(
-    name: str, seeds: Sequence[int], base: TrainConfig
+    name: str,
+    seeds: Sequence[int],
+    base: TrainConfig,
+    reference: str | Path | None = None,
+    reading: str = "remaining",
 ) -> list[TrainConfig]:
+    if name == "ablation":
+        if reference is None:
+            raise ValueError("--sweep=ablation needs --reference=<table2 sweep folder>")
+        return ablation_configs(seeds, base, reference, reading)
     if name == "table1":
         return table_configs("table1", "reduction", seeds, base)
     if name.startswith("table2-"):
@@ -665,6 +766,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="worker processes sharing the sweep, each pinned to its own CPU cores "
         "(2 on a 2-core CPU trains about 1.3x more images/s than 1)",
     )
+    parser.add_argument(
+        "--reference",
+        help="ablation: the finished table2 sweep folder whose goal runs set the steps",
+    )
+    parser.add_argument(
+        "--reading",
+        default="remaining",
+        choices=presets.READINGS,
+        help="ablation: the goal reading of the reference goal runs",
+    )
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--num_workers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -687,7 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
-        configs = named_sweep(args.sweep, seeds, base)
+        configs = named_sweep(args.sweep, seeds, base, args.reference, args.reading)
         if args.processes > 1:
             _run_workers(list(sys.argv[1:] if argv is None else argv), args.processes)
         run_sweep(
