@@ -8,13 +8,22 @@ low friction and brakes hard once the loss has fallen by a chosen fraction.
 
 from phs_optax._dynamics import DRAGS, INTEGRATORS
 from phs_optax._state_utils import brake, find_phs_state, hamiltonian, kinetic_energy
-from phs_optax._transforms import GoalPHSState, PHSState, goal_phs, phs
+from phs_optax._transforms import (
+    KICK_DIRECTIONS,
+    ON_DEADLINE,
+    GoalPHSState,
+    PHSState,
+    goal_phs,
+    phs,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DRAGS",
     "INTEGRATORS",
+    "KICK_DIRECTIONS",
+    "ON_DEADLINE",
     "GoalPHSState",
     "PHSState",
     "brake",

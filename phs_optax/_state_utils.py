@@ -44,8 +44,10 @@ def brake(opt_state: optax.OptState) -> optax.OptState:
 
     For braking on another signal than the loss goal, e.g. a rising validation
     loss: from the next update on the friction is ``friction * brake_factor``,
-    and ``brake_step`` records that update. A state that has braked already is
-    returned unchanged. Pure and jit-compatible; works on stacked (vmapped)
+    and ``last_brake_step`` records that update (as does ``brake_step`` if it
+    is the first brake of the run; with ``release_after`` the exploitation
+    phase is counted from it). A state that has braked already is returned
+    unchanged. Pure and jit-compatible; works on stacked (vmapped)
     states too.
 
     Raises:
@@ -59,10 +61,19 @@ def brake(opt_state: optax.OptState) -> optax.OptState:
             return node
         found = True
         # tree.map keeps whatever wraps the leaves (e.g. flax.nnx Variables).
+        # brake_step keeps the first brake: after a release it is set already.
         return node._replace(
             braked=jax.tree.map(jnp.ones_like, node.braked),
             brake_step=jax.tree.map(
-                jnp.where, node.braked, node.brake_step, node.count
+                lambda braked, first, count: jnp.where(
+                    braked | (first >= 0), first, count
+                ),
+                node.braked,
+                node.brake_step,
+                node.count,
+            ),
+            last_brake_step=jax.tree.map(
+                jnp.where, node.braked, node.last_brake_step, node.count
             ),
         )
 

@@ -84,6 +84,16 @@ class GoalPHSState(NamedTuple):
     monitored_loss: jax.Array  # the (smoothed) loss last compared with the goal; NaN.
     loss_sum: jax.Array  # sum of the losses in the current window (accumulation_size).
     loss_count: jax.Array  # int32: how many losses the current window holds.
+    # Fields of the options deadline, goal_patience, release_*, kick_* and
+    # track_best_params (issue 6); they keep their initial values when the
+    # options are off, except best_loss, which is always tracked.
+    goal_in_force: jax.Array  # the goal of the current phase (goal_patience); NaN.
+    phase_start: jax.Array  # int32: the update that began the exploration phase.
+    last_brake_step: jax.Array  # int32: the update that began exploitation; -1.
+    releases: jax.Array  # int32: how many times the brake was released.
+    best_loss: jax.Array  # the lowest finite monitored loss so far; NaN.
+    best_params: optax.Params | None  # params at best_loss, only if kept; else None.
+    kick_key: jax.Array | None  # uint32[2] PRNG key of random kicks; else None.
 
 
 def _zeros_like(params: optax.Params, dtype: Any) -> optax.Updates:
@@ -193,6 +203,111 @@ def _validate_goal(
         )
 
 
+ON_DEADLINE = ("brake", "restore_best")
+KICK_DIRECTIONS = ("momentum", "random")
+_WHOLE = "a whole number >= 1 (or None)"
+_NEEDS_RELEASE = "needs release_after or release_energy"
+
+
+def _validate_options(
+    goal: Any,
+    deadline: Any,
+    on_deadline: str,
+    goal_patience: Any,
+    goal_decay: Any,
+    release_after: Any,
+    release_energy: Any,
+    max_releases: Any,
+    kick_energy: Any,
+    kick_direction: str,
+    kick_seed: Any,
+    track_best_params: Any,
+) -> None:
+    """Checks the options of issue 6 (deadline, goal adaptation, release, kick)."""
+    check = _validation.check
+
+    def require(name: str, value: Any, condition: bool, requirement: str) -> None:
+        _validation.require("goal_phs", name, value, condition, requirement)
+
+    for name, value in [
+        ("deadline", deadline),
+        ("goal_patience", goal_patience),
+        ("release_after", release_after),
+        ("max_releases", max_releases),
+    ]:
+        check("goal_phs", name, value, _validation.is_whole_at_least_one, _WHOLE)
+    check(
+        "goal_phs", "goal_decay", goal_decay, lambda v: (v > 0) & (v < 1), "in (0, 1)"
+    )
+    check("goal_phs", "release_energy", release_energy, lambda v: v > 0, "> 0")
+    check("goal_phs", "kick_energy", kick_energy, lambda v: v > 0, "> 0")
+    check(
+        "goal_phs",
+        "kick_seed",
+        kick_seed,
+        lambda v: v == np.floor(v),
+        "a whole number (or None)",
+    )
+    _validation.check_choice("goal_phs", "on_deadline", on_deadline, ON_DEADLINE)
+    _validation.check_choice(
+        "goal_phs", "kick_direction", kick_direction, KICK_DIRECTIONS
+    )
+    if not isinstance(track_best_params, bool):
+        raise ValueError(
+            "goal_phs: track_best_params must be a Python bool (with "
+            "optax.inject_hyperparams, give it in static_args), got "
+            f"track_best_params={track_best_params!r}."
+        )
+    releasing = release_after is not None or release_energy is not None
+    # Each option needs the one that makes it meaningful (None is always fine).
+    for name, value, condition, requirement in [
+        ("deadline", deadline, goal is not None, "needs a goal (goal is None)"),
+        (
+            "goal_patience",
+            goal_patience,
+            goal is not None,
+            "needs a goal (goal is None)",
+        ),
+        ("goal_decay", goal_decay, goal_patience is not None, "needs goal_patience"),
+        ("max_releases", max_releases, releasing, _NEEDS_RELEASE),
+        ("kick_energy", kick_energy, releasing, _NEEDS_RELEASE),
+        (
+            "kick_seed",
+            kick_seed,
+            kick_energy is not None and kick_direction == "random",
+            "needs kick_energy and kick_direction='random'",
+        ),
+    ]:
+        require(name, value, value is None or condition, requirement)
+    require(
+        "on_deadline",
+        on_deadline,
+        on_deadline == "brake" or deadline is not None,
+        "needs a deadline",
+    )
+    require(
+        "kick_direction",
+        kick_direction,
+        kick_direction == "momentum" or kick_energy is not None,
+        "needs kick_energy",
+    )
+
+
+def _squared_norm(tree: optax.Updates) -> jax.Array:
+    """``sum |leaf|^2`` over the pytree, in float32."""
+    return sum(
+        (
+            jnp.sum(jnp.square(leaf.astype(jnp.float32)))
+            for leaf in jax.tree.leaves(tree)
+        ),
+        jnp.zeros([], jnp.float32),
+    )
+
+
+def _tree_where(condition: jax.Array, on_true: Any, on_false: Any) -> Any:
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), on_true, on_false)
+
+
 def goal_phs(
     learning_rate: ScalarOrSchedule,
     mass: float | jax.Array,
@@ -207,6 +322,17 @@ def goal_phs(
     accumulation_size: int | jax.Array | None = None,
     axis_name: str | None = None,
     momentum_dtype: Any | None = None,
+    deadline: int | jax.Array | None = None,
+    on_deadline: str = "brake",
+    goal_patience: int | jax.Array | None = None,
+    goal_decay: float | jax.Array | None = None,
+    release_after: int | jax.Array | None = None,
+    release_energy: float | jax.Array | None = None,
+    max_releases: int | jax.Array | None = None,
+    kick_energy: float | jax.Array | None = None,
+    kick_direction: str = "momentum",
+    kick_seed: int | jax.Array | None = None,
+    track_best_params: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
     """Goal-oriented port-Hamiltonian momentum ("who breaks early, loses").
 
@@ -233,6 +359,76 @@ def goal_phs(
     with the gradients as given (wrap in ``optax.apply_if_finite`` to skip steps
     whose gradients are not finite).
 
+    Options (all off by default; off, the updates and the state fields
+    ``count`` to ``loss_count`` are bit for bit those of the method without
+    them). Updates are
+    numbered ``k = 0, 1, ...`` (``state.count`` before the update); an
+    exploration phase begins at ``s`` (``phase_start``: 0, or the last
+    release) and an exploitation phase at ``b`` (``last_brake_step``, the first
+    update with the raised friction). The ``value`` passed at update ``k`` is
+    the loss of the ``params`` passed at update ``k``.
+
+    * Deadline (``deadline=D``): if the goal has not been reached in the ``D``
+      updates ``s, ..., s + D - 1``, the brake is applied anyway: update ``s +
+      D`` is the first with the raised friction. With
+      ``on_deadline="restore_best"`` that update returns ``best_params -
+      params`` and zeroes the momentum instead of a dynamics step, so the
+      params jump back to the best point seen so far (the params at which the
+      lowest finite monitored loss ``best_loss`` was observed, this update
+      included); if no finite monitored loss has been seen yet, it is an
+      ordinary braked update. A goal reached at update ``s + D`` is an ordinary
+      goal brake.
+    * Goal adaptation (``goal_patience=P``, ``goal_decay=r``, default 0.5): the
+      goal in force at exploration update ``k`` is
+
+          goal_k = goal * r ** floor((k - s) / P),
+
+      i.e. each ``P`` updates without reaching the goal make it easier
+      (a smaller required reduction); the brake comes at the first ``k`` with
+      ``monitored_k <= (1 - goal_k) * reference``. ``goal_in_force`` records
+      ``goal_k`` (frozen during exploitation, back to ``goal`` at a release).
+    * Release (``release_after=R`` and/or ``release_energy=E``): exploitation
+      ends at the first update ``k > b`` with ``k - b >= R`` (after ``R``
+      updates with the raised friction) or whose starting momentum has kinetic
+      energy ``|p_k|^2 / (2 m) < E`` (averaged over ``axis_name`` if given),
+      whichever comes first, at most ``max_releases`` times. At a release at
+      update ``k`` the friction is back to ``friction`` for update ``k``
+      itself, a new exploration phase starts (``s = k``), the goal in force is
+      back to ``goal``, and the reference of the goal becomes the monitored
+      loss at update ``k`` (stored in ``initial_loss``; the next brake comes
+      at the first later ``j`` with ``monitored_j <= (1 - goal_j) *
+      monitored_k``, or at the deadline; if no finite loss has been monitored
+      yet, the next finite ``value`` is the reference). The EMA and the
+      windows of the monitored loss run on across releases. ``brake_step`` keeps the first brake,
+      ``last_brake_step`` the latest, ``releases`` counts the releases.
+    * Kick (``kick_energy=K``): at each release, before the dynamics of that
+      update, the momentum gets an increment ``dp = sqrt(2 m K) * u`` through
+      the port, with ``u`` a unit vector (global norm over the pytree), so
+      ``|dp|^2 / (2 m) = K``. ``kick_direction="momentum"``: ``u = p / |p|``
+      (no kick if ``p = 0``); ``"random"``: ``u = z / |z|`` with standard
+      normal ``z`` drawn from the key ``kick_key`` in the state (seeded by
+      ``kick_seed``, default 0, and split at each kick; under ``jax.pmap``
+      every replica draws the same ``z``).
+    * ``best_loss`` (always) is the lowest finite monitored loss of the run, at
+      the updates where the goal compares it (the first of equal ones). ``track_best_params=True`` (or
+      ``on_deadline="restore_best"``) keeps the params of that update in
+      ``best_params``: one extra copy of the params in the optimizer state
+      (``best_params`` is None otherwise, at no memory cost), and ``update``
+      then needs ``params``.
+
+    Every numeric option may be a traced array, integer options int arrays
+    (``jax.vmap`` over stacked hyperparameters, ``optax.inject_hyperparams``,
+    where a value changed in ``hyperparams`` takes effect from the next update;
+    ``kick_seed`` is used by ``init`` only). None switches an option off, so
+    whether an option is on is fixed when the transformation is built; for
+    this reason ``goal_decay`` and ``kick_seed`` default to None (meaning 0.5
+    and 0), which also keeps them out of ``inject_hyperparams``' hyperparams
+    unless given. With ``optax.inject_hyperparams``, ``track_best_params``
+    must be static: give it in ``static_args`` unless the optax version keeps
+    bools static by itself (optax 0.2.8 does), as for ``momentum_dtype``; the
+    strings ``on_deadline`` and ``kick_direction`` and every None stay static
+    by themselves.
+
     Args:
       learning_rate: the step length alpha, a float or an optax schedule.
       mass: the mass m > 0.
@@ -251,6 +447,24 @@ def goal_phs(
       axis_name: if given, ``value`` is averaged over this mapped axis (e.g. of
         ``jax.pmap``) inside ``update``, so every replica brakes at the same step.
       momentum_dtype: dtype of the momentum; by default that of each param.
+      deadline: if given, a whole number >= 1 of exploration updates after
+        which the brake is applied even without reaching the goal.
+      on_deadline: ``"brake"`` (default) or ``"restore_best"`` (needs
+        ``deadline``): what the deadline brake does besides braking.
+      goal_patience: if given, a whole number >= 1 of exploration updates after
+        which the goal in force is multiplied by ``goal_decay``, repeatedly.
+      goal_decay: the factor in (0, 1) of goal adaptation; default 0.5 (give
+        only with ``goal_patience``).
+      release_after: if given, the number >= 1 of updates with the raised
+        friction after which the brake is released.
+      release_energy: if given, the brake is released when the kinetic energy
+        of the momentum falls below this threshold > 0.
+      max_releases: if given, the largest number >= 1 of releases.
+      kick_energy: if given, the kinetic energy > 0 of the kick at a release.
+      kick_direction: ``"momentum"`` (default) or ``"random"``.
+      kick_seed: the seed of random kicks (default 0).
+      track_best_params: whether to keep the params of ``best_loss`` in the
+        state (a static Python bool).
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs` whose ``update`` takes
@@ -272,6 +486,24 @@ def goal_phs(
     )
     _validate_goal(goal, brake_factor, initial_loss, ema_decay, accumulation_size)
     _validation.check_dtype("goal_phs", "momentum_dtype", momentum_dtype)
+    _validate_options(
+        goal,
+        deadline,
+        on_deadline,
+        goal_patience,
+        goal_decay,
+        release_after,
+        release_energy,
+        max_releases,
+        kick_energy,
+        kick_direction,
+        kick_seed,
+        track_best_params,
+    )
+    restore_best = on_deadline == "restore_best"
+    keep_best_params = track_best_params or restore_best
+    releasing = release_after is not None or release_energy is not None
+    random_kicks = kick_energy is not None and kick_direction == "random"
 
     def init_fn(params: optax.Params) -> GoalPHSState:
         nan = jnp.asarray(jnp.nan, jnp.float32)
@@ -285,6 +517,22 @@ def goal_phs(
             monitored_loss=nan,
             loss_sum=jnp.zeros([], jnp.float32),
             loss_count=jnp.zeros([], jnp.int32),
+            goal_in_force=nan if goal is None else _f32(goal),
+            phase_start=jnp.zeros([], jnp.int32),
+            last_brake_step=jnp.full([], -1, jnp.int32),
+            releases=jnp.zeros([], jnp.int32),
+            best_loss=nan,
+            # A copy (not an alias) of the params, a placeholder until best_loss.
+            best_params=(
+                jax.tree.map(lambda p: jnp.array(p, copy=True), params)
+                if keep_best_params
+                else None
+            ),
+            kick_key=(
+                jax.random.PRNGKey(0 if kick_seed is None else kick_seed)
+                if random_kicks
+                else None
+            ),
         )
 
     def monitor(
@@ -316,6 +564,54 @@ def goal_phs(
             monitored = jnp.where(is_finite, value, state.monitored_loss)
         return monitored, is_finite, state.loss_sum, state.loss_count
 
+    def release_now(state: GoalPHSState) -> jax.Array:
+        """Whether update ``state.count`` ends the exploitation phase."""
+        if not releasing:
+            return jnp.zeros([], jnp.bool_)
+        steps_braked = state.count - state.last_brake_step
+        ends = jnp.zeros([], jnp.bool_)
+        if release_after is not None:
+            ends = ends | (steps_braked >= _int32(release_after))
+        if release_energy is not None:
+            energy = _squared_norm(state.momentum) / (2.0 * _f32(mass))
+            if axis_name is not None:
+                energy = jax.lax.pmean(energy, axis_name)
+            ends = ends | (energy < _f32(release_energy))
+        release = state.braked & (steps_braked > 0) & ends
+        if max_releases is not None:
+            release = release & (state.releases < _int32(max_releases))
+        return release
+
+    def kick(
+        momentum: optax.Updates, key: jax.Array | None
+    ) -> tuple[optax.Updates, jax.Array | None]:
+        """The momentum plus a kick of energy kick_energy, and the next key."""
+        if random_kicks:
+            key, use = jax.random.split(key)
+            leaves, treedef = jax.tree.flatten(momentum)
+            leaf_keys = jax.random.split(use, len(leaves))
+            direction = jax.tree.unflatten(
+                treedef,
+                [
+                    jax.random.normal(k, jnp.shape(leaf), jnp.float32)
+                    for k, leaf in zip(leaf_keys, leaves, strict=True)
+                ],
+            )
+        else:
+            direction = momentum
+        norm = jnp.sqrt(_squared_norm(direction))
+        size = jnp.sqrt(2.0 * _f32(mass) * _f32(kick_energy))
+        scale = jnp.where(norm > 0, size / jnp.where(norm > 0, norm, 1.0), 0.0)
+        kicked = jax.tree.map(
+            lambda p, d: (
+                p.astype(jnp.promote_types(p.dtype, jnp.float32))
+                + scale * d.astype(jnp.float32)
+            ).astype(p.dtype),
+            momentum,
+            direction,
+        )
+        return kicked, key
+
     def update_fn(
         updates: optax.Updates,
         state: GoalPHSState,
@@ -324,49 +620,124 @@ def goal_phs(
         value: jax.Array | float | None = None,
         **extra_args: Any,
     ) -> tuple[optax.Updates, GoalPHSState]:
-        del params, extra_args
+        del extra_args
         if value is None:
             raise TypeError(
                 "goal_phs needs the current loss as the keyword `value`: call "
                 "tx.update(grads, opt_state, params, value=loss)."
             )
+        if keep_best_params and params is None:
+            raise TypeError(
+                "goal_phs with on_deadline='restore_best' or track_best_params=True "
+                "needs the params: call tx.update(grads, opt_state, params, "
+                "value=loss)."
+            )
         value = _f32(value)
         chex.assert_shape(value, ())
         if axis_name is not None:
             value = jax.lax.pmean(value, axis_name)
+        count = state.count
         is_finite = jnp.isfinite(value)
         reference = jnp.where(
             jnp.isnan(state.initial_loss) & is_finite, value, state.initial_loss
         )
         monitored, compare_now, loss_sum, loss_count = monitor(value, is_finite, state)
+
+        # The best point: the params of this update count when its loss is best.
+        new_best = (
+            compare_now & jnp.isfinite(monitored) & ~(monitored >= state.best_loss)
+        )
+        best_loss = jnp.where(new_best, monitored, state.best_loss)
+        best_params = state.best_params
+        if keep_best_params:
+            best_params = _tree_where(new_best, params, state.best_params)
+
+        # A release ends exploitation before this update's goal and dynamics.
+        release = release_now(state)
+        was_braked = state.braked & ~release
+        phase_start = jnp.where(release, count, state.phase_start)
+        if releasing:
+            reference = jnp.where(release, monitored, reference)
+
         if goal is None:
+            goal_in_force = state.goal_in_force
             goal_reached = jnp.zeros([], jnp.bool_)
         else:
-            goal_reached = compare_now & (monitored <= (1.0 - _f32(goal)) * reference)
-        braked = state.braked | goal_reached
+            goal_now = _f32(goal)
+            if goal_patience is not None:
+                decays = (count - phase_start) // _int32(goal_patience)
+                goal_now = goal_now * jnp.power(
+                    _f32(0.5 if goal_decay is None else goal_decay), decays
+                )
+            goal_in_force = jnp.where(was_braked, state.goal_in_force, goal_now)
+            goal_reached = compare_now & (monitored <= (1.0 - goal_now) * reference)
+            if releasing:  # the new reference is not compared with itself
+                goal_reached = goal_reached & ~release
+        if deadline is None:
+            deadline_brake = jnp.zeros([], jnp.bool_)
+        else:
+            deadline_brake = (
+                ~was_braked & ~goal_reached & (count - phase_start >= _int32(deadline))
+            )
+        braked = was_braked | goal_reached | deadline_brake
+        newly_braked = braked & ~was_braked
+
+        momentum = state.momentum
+        kick_key = state.kick_key
+        if kick_energy is not None:
+            kicked, next_key = kick(momentum, kick_key)
+            momentum = _tree_where(release, kicked, momentum)
+            if random_kicks:
+                kick_key = jnp.where(release, next_key, kick_key)
+
         friction_in_force = _f32(friction) * jnp.where(braked, _f32(brake_factor), 1.0)
         updates, momentum = phs_step(
             updates,
-            state.momentum,
-            learning_rate=_learning_rate_at(learning_rate, state.count),
+            momentum,
+            learning_rate=_learning_rate_at(learning_rate, count),
             mass=_f32(mass),
             friction=friction_in_force,
             integrator=integrator,
             drag=drag,
         )
+        if restore_best:
+            restore = deadline_brake & jnp.isfinite(best_loss)
+            updates = jax.tree.map(
+                lambda u, best, p: jnp.where(restore, (best - p).astype(u.dtype), u),
+                updates,
+                best_params,
+                params,
+            )
+            momentum = jax.tree.map(
+                lambda p: jnp.where(restore, jnp.zeros_like(p), p), momentum
+            )
         return updates, GoalPHSState(
-            count=optax.safe_increment(state.count),
+            count=optax.safe_increment(count),
             momentum=momentum,
             friction=friction_in_force,
             initial_loss=reference,
             braked=braked,
-            brake_step=jnp.where(braked & ~state.braked, state.count, state.brake_step),
+            brake_step=jnp.where(
+                newly_braked & (state.brake_step < 0), count, state.brake_step
+            ),
             monitored_loss=monitored,
             loss_sum=loss_sum,
             loss_count=loss_count,
+            goal_in_force=goal_in_force,
+            phase_start=phase_start,
+            last_brake_step=jnp.where(newly_braked, count, state.last_brake_step),
+            releases=state.releases + release.astype(jnp.int32),
+            best_loss=best_loss,
+            best_params=best_params,
+            kick_key=kick_key,
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _int32(value: Any) -> jax.Array:
+    """An integer option (a Python int or, from inject_hyperparams, an array)."""
+    return jnp.asarray(value).astype(jnp.int32)
 
 
 phs.__doc__ = phs.__doc__.format(dynamics=_DYNAMICS_DOC)

@@ -35,6 +35,19 @@ def check(
         )
 
 
+def is_whole_at_least_one(values: np.ndarray) -> np.ndarray:
+    return (values >= 1) & (values == np.floor(values))
+
+
+def require(
+    owner: str, name: str, value: Any, condition: bool, requirement: str
+) -> None:
+    """Raises ValueError naming ``name`` and ``value`` unless ``condition``: for
+    arguments that are only meaningful together with another one."""
+    if not condition:
+        raise ValueError(f"{owner}: {name} {requirement}, got {name}={value!r}.")
+
+
 def check_choice(owner: str, name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(

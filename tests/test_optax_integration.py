@@ -309,10 +309,16 @@ def test_brake_finds_goal_phs_state_inside_wrapper(name):
     assert isinstance(found, GoalPHSState)
     assert bool(found.braked)
     assert int(found.brake_step) == 2  # the next update, the first braked one
+    assert int(found.last_brake_step) == 2  # ... and the start of exploitation
     # Nothing else changes.
     before = phs_optax.find_phs_state(state)
     assert_trees_equal(
-        found._replace(braked=before.braked, brake_step=before.brake_step), before
+        found._replace(
+            braked=before.braked,
+            brake_step=before.brake_step,
+            last_brake_step=before.last_brake_step,
+        ),
+        before,
     )
     outside = lambda s: jax.tree.map(
         lambda n: None if isinstance(n, GoalPHSState) else n,
