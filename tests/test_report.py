@@ -96,3 +96,10 @@ def test_figure3_and_figure1_are_written(folder, tmp_path_factory):
 def test_report_of_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
     assert report.main(["table", str(tmp_path / "nothing")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_goal_of_one_half_serves_both_readings(tmp_path):
+    pair = next(p for p in presets.pairs("table2") if p.goal.paper_goal == 0.5)
+    write_run(tmp_path, config_of(pair.goal, 0), 0.9, 0.9)
+    runs = report.load_runs(tmp_path, "table2")
+    assert set(runs) == {(pair.goal.name, "reduction"), (pair.goal.name, "remaining")}

@@ -51,15 +51,18 @@ def _preset_for(config: dict, table: str) -> presets.Preset | None:
     return None
 
 
-def _reading_of(config: dict, preset: presets.Preset) -> str | None:
+def _readings_of(config: dict, preset: presets.Preset) -> list[str]:
+    """The goal readings the run stands for: [""] for SGD and PHS; both for a
+    goal of 0.5, which reads the same either way (one run serves both)."""
     if preset.optimizer != "goal_phs":
-        return ""
+        return [""]
     if config["brake_factor"] != preset.brake_factor:
-        return None
-    for reading in presets.READINGS:
-        if abs(presets.goal_for(preset, reading) - config["goal"]) < 1e-9:
-            return reading
-    return None
+        return []
+    return [
+        reading
+        for reading in presets.READINGS
+        if abs(presets.goal_for(preset, reading) - config["goal"]) < 1e-9
+    ]
 
 
 def load_runs(folder: str | Path, table: str) -> Runs:
@@ -73,10 +76,8 @@ def load_runs(folder: str | Path, table: str) -> Runs:
         preset = _preset_for(config, table)
         if preset is None:
             continue
-        reading = _reading_of(config, preset)
-        if reading is None:
-            continue
-        runs.setdefault((preset.name, reading), {})[config["seed"]] = summary
+        for reading in _readings_of(config, preset):
+            runs.setdefault((preset.name, reading), {})[config["seed"]] = summary
     return runs
 
 
