@@ -54,6 +54,7 @@ def run_train(args, *, env=None, timeout=300):
         ("--brake_trigger=validation", "validation_fraction"),
         ("--brake_trigger=step", "brake_at_step"),
         ("--brake_at_step=5", "brake_trigger=step"),
+        ("--release_energy=-1", "release_energy"),
     ],
 )
 def test_bad_flag_is_one_line_and_exit_code_2(flag, message, tmp_path):

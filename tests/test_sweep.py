@@ -12,7 +12,7 @@ import pytest
 import phs_optax
 from phs_optax_training import data as data_lib
 from phs_optax_training import sweep, train_lib
-from phs_optax_training.config import TrainConfig
+from phs_optax_training.config import TrainConfig, extension_options
 
 BASE = TrainConfig(
     batch_size=32,
@@ -41,6 +41,17 @@ CONFIGS = [
         sgd_momentum=0.9,
         brake_trigger="step",
         brake_at_step=10,
+    ),
+    # options beyond the paper: a goal out of reach, a deadline that restores
+    # the best params, then releases of the brake with a kick
+    dataclasses.replace(
+        BASE,
+        goal=0.99,
+        deadline=6,
+        on_deadline="restore_best",
+        release_after=8,
+        kick_energy=0.01,
+        seed=2,
     ),
 ]
 
@@ -76,12 +87,19 @@ def test_each_swept_configuration_ends_as_if_trained_alone(
     )
     alone_state = train_lib.final_params(tmp_path, config, dataset)
     swept_params = sweep_params(sweep_dir, config, dataset)
+    # Jumps back to the best params, releases and kicks amplify float32
+    # rounding differences between the vmapped and the pmapped step (seen: up
+    # to 2e-4 in 4 of 30,720 weights of one hidden unit); the phases must agree.
+    atol = 1e-3 if extension_options(config) else 2e-5
     for a, b in zip(
         jax.tree.leaves(alone_state.params), jax.tree.leaves(swept_params), strict=True
     ):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=2e-5)
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=atol)
     summary = summaries[sweep.run_name(config)]
     assert summary["brake_step"] == alone["brake_step"]
+    if extension_options(config):
+        assert alone["last_brake_step"] == summary["last_brake_step"] > 0
+        assert alone["releases"] == summary["releases"] > 0
     assert summary["final_test_accuracy"] == pytest.approx(
         alone["final_test_accuracy"], abs=0.01
     )
@@ -114,7 +132,7 @@ def test_sweep_writes_train_py_files_per_configuration(swept):
         assert json.loads((folder / "summary.json").read_text())["epochs_done"] == 2
     assert (sweep_dir / "results.md").read_text().count(
         "\n| goal_phs |"
-    ) == 6  # 3 runs + 3 means
+    ) == 8  # 4 runs + 4 means
 
 
 def test_rerun_skips_finished_configurations(swept, dataset):
@@ -132,7 +150,7 @@ def test_rerun_skips_finished_configurations(swept, dataset):
     }
     assert before == after
     assert (sweep_dir / sweep.run_name(extra) / "summary.json").exists()
-    assert any("6 of 7 configurations done already" in m for m in messages)
+    assert any("7 of 8 configurations done already" in m for m in messages)
     assert any("[phs] epoch 1/2: 1 configs" in m for m in messages)
 
 

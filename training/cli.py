@@ -9,7 +9,7 @@ from pathlib import Path
 
 from absl import flags
 
-from phs_optax_training.config import TrainConfig
+from phs_optax_training.config import TrainConfig, without_extensions
 
 USAGE_ERROR = 2
 _DEFAULTS = TrainConfig()
@@ -34,6 +34,16 @@ _HELP = {
     "validation_fraction": "Fraction of the training set held out for validation.",
     "validation_patience": "Brake after the validation loss rose this many epochs.",
     "brake_at_step": "With --brake_trigger=step: the update (0-based) that brakes.",
+    "deadline": "goal_phs: brake anyway after this many exploration updates.",
+    "on_deadline": "brake, or restore_best (jump back to the best params seen).",
+    "goal_patience": "goal_phs: lower the goal after this many updates without it.",
+    "goal_decay": "Factor of the goal at each --goal_patience (default 0.5).",
+    "release_after": "goal_phs: release the brake after this many braked updates.",
+    "release_energy": "goal_phs: release the brake when the kinetic energy is below this.",
+    "max_releases": "At most this many releases of the brake.",
+    "kick_energy": "Kinetic energy added to the momentum at each release.",
+    "kick_direction": "momentum or random: the direction of the kick.",
+    "kick_seed": "Seed of random kicks (default 0).",
     "batch_size": "Global batch size (split across all devices).",
     "eval_batch_size": "Global batch size of evaluation.",
     "num_epochs": "Number of epochs.",
@@ -209,7 +219,10 @@ def _with_baselines(config: TrainConfig, workdir: Path) -> dict:
     runs = {}
     for optimizer in ("goal_phs", "phs", "sgd"):
         runs[optimizer] = (
-            dataclasses.replace(config, optimizer=optimizer),
+            dataclasses.replace(
+                config if optimizer == "goal_phs" else without_extensions(config),
+                optimizer=optimizer,
+            ),
             workdir / optimizer,
         )
     return runs

@@ -15,6 +15,33 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message is one line for the user."""
 
 
+EXTENSION_DEFAULTS = {
+    "deadline": None,
+    "on_deadline": "brake",
+    "goal_patience": None,
+    "goal_decay": None,
+    "release_after": None,
+    "release_energy": None,
+    "max_releases": None,
+    "kick_energy": None,
+    "kick_direction": "momentum",
+    "kick_seed": None,
+}
+
+
+def extension_options(config: TrainConfig) -> dict:
+    """The goal_phs options beyond the paper that ``config`` sets."""
+    return {
+        name: getattr(config, name)
+        for name, default in EXTENSION_DEFAULTS.items()
+        if getattr(config, name) != default
+    }
+
+
+def without_extensions(config: TrainConfig) -> TrainConfig:
+    return dataclasses.replace(config, **EXTENSION_DEFAULTS)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run depends on. Defaults: Table 2's first goal row."""
@@ -39,6 +66,19 @@ class TrainConfig:
     # loss; goal_phs multiplies its friction by brake_factor, sgd divides its
     # learning rate by brake_factor (ablations of the goal trigger).
     brake_at_step: int | None = None
+    # Options of goal_phs beyond the paper (see phs_optax.goal_phs), off when
+    # None; they act on goal_phs only (the PHS and SGD baselines of
+    # --compare_baselines and of a sweep run without them).
+    deadline: int | None = None
+    on_deadline: str = "brake"
+    goal_patience: int | None = None
+    goal_decay: float | None = None
+    release_after: int | None = None
+    release_energy: float | None = None
+    max_releases: int | None = None
+    kick_energy: float | None = None
+    kick_direction: str = "momentum"
+    kick_seed: int | None = None
     batch_size: int = 64
     eval_batch_size: int = 1000
     num_epochs: int = 2
@@ -132,6 +172,7 @@ def validate(config: TrainConfig, num_devices: int) -> None:
         config.checkpoint_every_epochs >= 1,
         f"--checkpoint_every_epochs must be >= 1, got {config.checkpoint_every_epochs}",
     )
+    _validate_extensions(config)
     shards = config.data_shards
     _require(
         shards is None or (shards >= 1 and num_devices % shards == 0),
@@ -145,3 +186,24 @@ def validate(config: TrainConfig, num_devices: int) -> None:
             f"--{name}={size} is not divisible by the {num_devices} devices; "
             f"use a multiple of {num_devices}",
         )
+
+
+def _validate_extensions(config: TrainConfig) -> None:
+    options = extension_options(config)
+    if not options:
+        return
+    _require(
+        config.optimizer == "goal_phs",
+        f"--{next(iter(options))} needs --optimizer=goal_phs",
+    )
+    try:  # goal_phs checks its own options; its message names the bad one
+        phs_optax.goal_phs(
+            config.learning_rate,
+            config.mass,
+            config.friction,
+            None if config.brake_trigger in ("validation", "step") else config.goal,
+            config.brake_factor,
+            **options,
+        )
+    except ValueError as error:
+        raise ConfigError(str(error).splitlines()[0]) from None

@@ -42,9 +42,15 @@ import phs_optax
 from phs_optax_models import LeNet5
 from phs_optax_training import data as data_lib
 from phs_optax_training import presets, train_lib
-from phs_optax_training.config import TrainConfig, validate
+from phs_optax_training.config import (
+    EXTENSION_DEFAULTS,
+    TrainConfig,
+    extension_options,
+    validate,
+    without_extensions,
+)
 
-PER_CONFIG_FIELDS = ("optimizer", "learning_rate", "mass", "friction", "goal", "brake_factor", "sgd_momentum", "brake_trigger", "brake_at_step", "seed")  # fmt: skip
+PER_CONFIG_FIELDS = ("optimizer", "learning_rate", "mass", "friction", "goal", "brake_factor", "sgd_momentum", "brake_trigger", "brake_at_step", "seed", *EXTENSION_DEFAULTS)  # fmt: skip
 GROUPS = ("phs", "phs-step", "sgd")
 
 
@@ -59,6 +65,8 @@ def run_name(config: TrainConfig) -> str:
         name += f"_at{config.brake_at_step}_b{config.brake_factor:g}"
     elif config.optimizer == "goal_phs":
         name += f"_g{config.goal:g}_b{config.brake_factor:g}"
+    for option, value in extension_options(config).items():
+        name += f"_{option}{value:g}" if not isinstance(value, str) else f"_{value}"
     return f"{name}_s{config.seed}"
 
 
@@ -67,11 +75,18 @@ def group_of(config: TrainConfig) -> str:
 
     ``phs``: PHS and goal-oriented PHS (PHS is goal_phs with brake factor 1);
     ``phs-step``: goal_phs braked at a fixed step (no goal in its state);
-    ``sgd``: SGD with or without momentum, optionally with a learning-rate drop.
+    ``sgd``: SGD with or without momentum, optionally with a learning-rate drop;
+    ``goal-ext:<options>``: goal_phs with options beyond the paper (one group
+    per set of options, as the options shape the state).
     """
     if config.optimizer == "sgd":
         return "sgd"
-    return "phs-step" if config.brake_trigger == "step" else "phs"
+    if config.brake_trigger == "step":
+        return "phs-step"
+    options = extension_options(config)
+    if options:
+        return "goal-ext:" + ",".join(f"{k}={v}" for k, v in options.items())
+    return "phs"
 
 
 def _check_shared(configs: Sequence[TrainConfig]) -> None:
@@ -94,7 +109,9 @@ def _group_optimizer(group: str, config: TrainConfig) -> optax.GradientTransform
     """One transformation for the whole group; its numbers live in the state."""
     if group == "sgd":
         return optax.inject_hyperparams(optax.sgd)(learning_rate=1.0, momentum=0.0)
+    options = extension_options(config) if group.startswith("goal-ext:") else {}
     return optax.inject_hyperparams(phs_optax.goal_phs, hyperparam_dtype=jnp.float32)(
+        **options,
         learning_rate=1.0,
         mass=1.0,
         friction=1.0,
@@ -117,7 +134,7 @@ def _hyperparams(group: str, config: TrainConfig) -> dict[str, float]:
         "friction": config.friction,
         "brake_factor": config.brake_factor if is_goal else 1.0,
     }
-    if group == "phs":
+    if group != "phs-step":
         values["goal"] = config.goal if is_goal else 0.5
     return values
 
@@ -428,6 +445,10 @@ def run_sweep(
     if not 0 <= worker < num_workers:
         raise ValueError(f"worker={worker} must lie in [0, num_workers={num_workers})")
     sweep_dir = Path(sweep_dir)
+    # Options beyond the paper act on goal_phs only; baselines run without them.
+    configs = [
+        c if c.optimizer == "goal_phs" else without_extensions(c) for c in configs
+    ]
     _check_shared(configs)
     for config in configs:
         validate(config, num_devices=1)
@@ -447,7 +468,10 @@ def run_sweep(
         )
     if todo and dataset is None:
         dataset = data_lib.load_dataset(configs[0].dataset, configs[0].data_dir)
-    for group in GROUPS:
+    found = list(dict.fromkeys(group_of(c) for c in todo))
+    for group in [g for g in GROUPS if g in found] + [
+        g for g in found if g not in GROUPS
+    ]:
         members = [c for c in todo if group_of(c) == group]
         if members:
             run_group(

@@ -31,7 +31,7 @@ from tqdm import tqdm
 import phs_optax
 from phs_optax_models import LeNet5
 from phs_optax_training import data as data_lib
-from phs_optax_training.config import TrainConfig, validate
+from phs_optax_training.config import TrainConfig, extension_options, validate
 
 AXIS = "batch"
 Metrics = dict[str, Any]
@@ -81,6 +81,7 @@ def create_optimizer(config: TrainConfig) -> optax.GradientTransformation:
         brake_factor=config.brake_factor,
         ema_decay=config.ema_decay,
         accumulation_size=config.accumulation_size,
+        **extension_options(config),
     )
 
 
@@ -291,12 +292,20 @@ def brake_info(opt_state: Any, config: TrainConfig, step: int) -> dict[str, Any]
     if config.optimizer == "phs":
         return {"friction": config.friction, "braked": None, "brake_step": None}
     phs_state = phs_optax.find_phs_state(opt_state)
-    braked = bool(phs_state.braked)
-    return {
+    first_brake = int(phs_state.brake_step)
+    info = {
         "friction": float(phs_state.friction),
-        "braked": braked,
-        "brake_step": int(phs_state.brake_step) if braked else None,
+        "braked": bool(phs_state.braked),
+        "brake_step": first_brake if first_brake >= 0 else None,
     }
+    if extension_options(config):  # the phases of the options beyond the paper
+        last_brake = int(phs_state.last_brake_step)
+        info.update(
+            last_brake_step=last_brake if last_brake >= 0 else None,
+            releases=int(phs_state.releases),
+            best_loss=float(phs_state.best_loss),
+        )
+    return info
 
 
 class Checkpoints:
@@ -575,4 +584,9 @@ def build_summary(
         "mean_images_per_second": float(
             np.mean([row["images_per_second"] for row in history])
         ),
+        **{
+            key: history[-1][key]
+            for key in ("last_brake_step", "releases", "best_loss")
+            if key in history[-1]
+        },
     }
