@@ -103,3 +103,28 @@ def test_a_goal_of_one_half_serves_both_readings(tmp_path):
     write_run(tmp_path, config_of(pair.goal, 0), 0.9, 0.9)
     runs = report.load_runs(tmp_path, "table2")
     assert set(runs) == {(pair.goal.name, "reduction"), (pair.goal.name, "remaining")}
+
+
+def test_ablation_table_lines_up_each_goal_run_with_its_ablations(tmp_path):
+    base = TrainConfig(num_epochs=20, batch_size=64)
+    reference, ablation = tmp_path / "table2", tmp_path / "ablation"
+    for pair in presets.pairs("table2"):
+        for preset in (pair.phs, pair.goal):
+            config = dataclasses.replace(
+                base, **presets.config_values(preset, "remaining")
+            )
+            write_run(reference, config, 0.85, 0.86, brake_epoch=0.5)
+            summary = reference / sweep.run_name(config) / "summary.json"
+            data = json.loads(summary.read_text())
+            summary.write_text(json.dumps({**data, "brake_step": 468}))
+    for config in sweep.ablation_configs([0], base, reference, "remaining"):
+        accuracy = 0.70 if config.optimizer == "sgd" else 0.75
+        write_run(ablation, config, accuracy, accuracy)
+    lines = report.ablation_table(ablation, reference).splitlines()
+    rows = [line for line in lines if line.startswith("| 0.")]
+    assert len(rows) == 4  # the alpha = 0.1 and 0.001 pairs, seed 0
+    assert all(
+        "| 85.00 / 86.00 | 85.00 / 86.00 (0.50) | 70.00 / 70.00 "
+        "| 75.00 / 75.00 | 75.00 / 75.00 |" in row
+        for row in rows
+    )

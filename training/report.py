@@ -19,6 +19,7 @@ rows, to the reading of the goal column it used) and writes Markdown:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -235,17 +236,105 @@ def compare_table(folders: Sequence[str | Path], table: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ablation_table(
+    folder: str | Path, reference: str | Path, reading: str = "remaining"
+) -> str:
+    """Per pair and seed: PHS, goal-oriented (from ``reference``), SGD with the
+    equivalent heavy-ball momentum and the same effective-step drop at the goal
+    run's brake step, and goal_phs braked at fixed epochs (from ``folder``)."""
+    from phs_optax_training import sweep  # jax-heavy; only this command needs it
+    from phs_optax_training.config import TrainConfig
+
+    def summary_of(directory: Path, config: TrainConfig) -> dict | None:
+        path = directory / sweep.run_name(config) / "summary.json"
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def cell(summary: dict | None) -> str:
+        if summary is None:
+            return "not run"
+        return (
+            f"{summary['final_test_accuracy'] * 100:.2f} / "
+            f"{summary['best_test_accuracy'] * 100:.2f}"
+        )
+
+    folder, reference = Path(folder), Path(reference)
+    summaries = [json.loads(p.read_text()) for p in folder.glob("*/summary.json")]
+    if not summaries:
+        raise ValueError(f"no runs in {folder}")
+    shared = summaries[0]["config"]
+    base = TrainConfig(num_epochs=shared["num_epochs"], batch_size=shared["batch_size"])
+    seeds = sorted({s["config"]["seed"] for s in summaries})
+    fixed = [e for e in sweep.ABLATION_FIXED_BRAKE_EPOCHS if e < base.num_epochs]
+    lines = [
+        "Cells: final / best test accuracy (%).\n",
+        "| pair (alpha, friction, mass) | seed | PHS | goal-oriented (brake epoch) "
+        "| heavy-ball SGD, same drop at the same step | "
+        + " | ".join(f"brake at epoch {e}" for e in fixed)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(fixed),
+    ]
+    ablations = sweep.ablation_configs(seeds, base, reference, reading)
+    for pair in presets.pairs("table2"):
+        if pair.goal.learning_rate not in sweep.ABLATION_LEARNING_RATES:
+            continue
+        for seed in seeds:
+            goal = dataclasses.replace(
+                base, **presets.config_values(pair.goal, reading), seed=seed
+            )
+            phs = dataclasses.replace(
+                base, **presets.config_values(pair.phs, reading), seed=seed
+            )
+            lr, momentum, _ = sweep.heavy_ball_equivalent(goal)
+            mine = [c for c in ablations if c.seed == seed]
+            drop = next(
+                (
+                    c
+                    for c in mine
+                    if (c.optimizer, c.learning_rate, c.sgd_momentum)
+                    == ("sgd", lr, momentum)
+                ),
+                None,
+            )
+            fixed_cells = [
+                cell(summary_of(folder, c))
+                for c in sorted(mine, key=lambda c: c.brake_at_step)
+                if c.optimizer == "goal_phs"
+                and (c.learning_rate, c.friction, c.mass)
+                == (goal.learning_rate, goal.friction, goal.mass)
+            ]
+            goal_summary = summary_of(reference, goal)
+            brake = goal_summary and goal_summary["brake_epoch"]
+            lines.append(
+                f"| {goal.learning_rate:g}, {goal.friction:g}, {goal.mass:g} | {seed} "
+                f"| {cell(summary_of(reference, phs))} "
+                f"| {cell(goal_summary)} ({'-' if brake is None else f'{brake:.2f}'}) "
+                f"| {cell(summary_of(folder, drop) if drop else None)} "
+                f"| {' | '.join(fixed_cells)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m phs_optax_training.report")
-    parser.add_argument("command", choices=("table", "compare"))
+    parser.add_argument("command", choices=("table", "compare", "ablation"))
     parser.add_argument("folders", nargs="+")
     parser.add_argument("--table", default="table2", choices=presets.TABLES)
+    parser.add_argument("--reference", help="ablation: the table2 sweep folder")
+    parser.add_argument("--reading", default="remaining", choices=presets.READINGS)
     args = parser.parse_args(argv)
     missing = [f for f in args.folders if not Path(f).is_dir()]
     if missing:
         print(f"report: error: no such sweep folder: {missing[0]}", file=sys.stderr)
         return 2
-    if args.command == "table":
+    if args.command == "ablation":
+        if not args.reference:
+            print(
+                "report: error: ablation needs --reference=<table2 folder>",
+                file=sys.stderr,
+            )
+            return 2
+        print(ablation_table(args.folders[0], args.reference, args.reading))
+    elif args.command == "table":
         print("\n".join(table_report(f, args.table) for f in args.folders))
     else:
         print(compare_table(args.folders, args.table))
