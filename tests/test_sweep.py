@@ -196,20 +196,24 @@ def test_named_sweeps_cover_every_table_row():
     assert {c.learning_rate for c in protocol} == {0.1, 0.001}
 
 
+def quick_protocol_args(data_dir, workdir, *extra):
+    """The protocol sweep for one seed and one epoch on the small test data."""
+    return [
+        "--sweep=protocol",
+        "--seeds=0",
+        "--num_epochs=1",
+        "--batch_size=64",
+        "--configs_per_program=1",
+        *extra,
+        f"--data_dir={data_dir}",
+        f"--workdir={workdir}",
+    ]
+
+
 def test_command_line_runs_a_named_sweep_one_configuration_at_a_time(
     small_fashion_mnist_dir, tmp_path, capsys
 ):
-    exit_code = sweep.main(
-        [
-            "--sweep=protocol",
-            "--seeds=0",
-            "--num_epochs=1",
-            "--batch_size=64",
-            "--configs_per_program=1",
-            f"--data_dir={small_fashion_mnist_dir}",
-            f"--workdir={tmp_path}",
-        ]
-    )
+    exit_code = sweep.main(quick_protocol_args(small_fashion_mnist_dir, tmp_path))
     assert exit_code == 0
     assert "| sgd | 0.1 |" in capsys.readouterr().out
     summaries = [json.loads(p.read_text()) for p in tmp_path.glob("*/summary.json")]
@@ -251,17 +255,7 @@ def test_command_line_processes_share_one_sweep_folder(
     small_fashion_mnist_dir, tmp_path, capsys
 ):
     exit_code = sweep.main(
-        [
-            "--sweep=protocol",
-            "--seeds=0",
-            "--num_epochs=1",
-            "--batch_size=64",
-            "--configs_per_program=1",
-            "--processes",
-            "2",
-            f"--data_dir={small_fashion_mnist_dir}",
-            f"--workdir={tmp_path}",
-        ]
+        quick_protocol_args(small_fashion_mnist_dir, tmp_path, "--processes", "2")
     )
     assert exit_code == 0
     assert len(list(tmp_path.glob("*/summary.json"))) == 14
