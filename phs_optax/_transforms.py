@@ -506,22 +506,27 @@ def goal_phs(
     random_kicks = kick_energy is not None and kick_direction == "random"
 
     def init_fn(params: optax.Params) -> GoalPHSState:
-        nan = jnp.asarray(jnp.nan, jnp.float32)
+        # Every field its own buffer (no shared NaN, no alias of a hyperparameter
+        # array): a state passed to a buffer-donating jit must not donate one
+        # buffer twice.
+        def nan_or(value: Any) -> jax.Array:
+            return jnp.array(jnp.nan if value is None else value, jnp.float32)
+
         return GoalPHSState(
             count=jnp.zeros([], jnp.int32),
             momentum=_zeros_like(params, momentum_dtype),
-            friction=_f32(friction),
-            initial_loss=nan if initial_loss is None else _f32(initial_loss),
+            friction=jnp.array(friction, jnp.float32),
+            initial_loss=nan_or(initial_loss),
             braked=jnp.zeros([], jnp.bool_),
             brake_step=jnp.full([], -1, jnp.int32),
-            monitored_loss=nan,
+            monitored_loss=nan_or(None),
             loss_sum=jnp.zeros([], jnp.float32),
             loss_count=jnp.zeros([], jnp.int32),
-            goal_in_force=nan if goal is None else _f32(goal),
+            goal_in_force=nan_or(goal),
             phase_start=jnp.zeros([], jnp.int32),
             last_brake_step=jnp.full([], -1, jnp.int32),
             releases=jnp.zeros([], jnp.int32),
-            best_loss=nan,
+            best_loss=nan_or(None),
             # A copy (not an alias) of the params, a placeholder until best_loss.
             best_params=(
                 jax.tree.map(lambda p: jnp.array(p, copy=True), params)

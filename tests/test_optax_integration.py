@@ -552,3 +552,28 @@ def test_inject_hyperparams_with_bfloat16_params_and_float32_momentum():
     )
     assert all(p.dtype == jnp.bfloat16 for p in jax.tree.leaves(params))
     assert_scalar_fields_have_fixed_dtypes(state.inner_state)
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [
+        phs_optax.phs(learning_rate=0.3, mass=1.0, friction=0.1),
+        phs_optax.goal_phs(**HYPER),
+        phs_optax.goal_phs(**HYPER, initial_loss=6.25, track_best_params=True),
+        phs_optax.goal_phs(**{**HYPER, "friction": jnp.float32(0.1)}),
+    ],
+    ids=["phs", "goal_phs", "goal_phs-options", "goal_phs-array-friction"],
+)
+def test_a_fresh_state_can_be_donated_to_a_jitted_step(tx):
+    """No two state fields share a buffer (donating one buffer twice fails)."""
+
+    def step(params, state):
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, state = tx.update(grads, state, params, value=loss)
+        return optax.apply_updates(params, updates), state
+
+    donating_step = jax.jit(step, donate_argnums=(0, 1))
+    params = jax.tree.map(jnp.copy, PARAMS)
+    params, state = donating_step(params, tx.init(params))
+    params, state = donating_step(params, state)
+    assert int(state.count) == 2
