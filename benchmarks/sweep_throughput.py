@@ -7,6 +7,7 @@ Prints the median over repeats of images/s summed over configurations.
 """
 
 import argparse
+import json
 import statistics
 import time
 
@@ -73,8 +74,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--json", action="store_true", help="JSON lines, no table")
+    parser.add_argument("--data_dir", default=None, help="local Fashion-MNIST files")
     args = parser.parse_args()
-    dataset = data_lib.load_dataset("fashion_mnist")
+    dataset = data_lib.load_dataset("fashion_mnist", args.data_dir)
+    if args.json:
+        for n in (int(x) for x in args.configs.split(",")):
+            rate = measure(n, args.steps, args.repeats, dataset, args.batch_size)
+            print(json.dumps({"configs": n, "images_per_second": rate}), flush=True)
+        return
     print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
     print("| configs in one program | images/s summed (median) |\n|---|---|")
     for n in (int(x) for x in args.configs.split(",")):

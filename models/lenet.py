@@ -8,6 +8,32 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ._layers import conv_pool_few_channels, max_pool_2x2, xla_conv
+
+
+class ConvPool5x5(nn.Module):
+    """5x5 VALID convolution with bias, then 2x2 max-pool with stride 2.
+
+    Holds ``nn.Conv``'s parameters (``kernel``, ``bias``) with its initializers,
+    so the parameter tree and initial values are those of ``nn.Conv``.
+    """
+
+    features: int
+    dtype: Any = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(),
+            (5, 5, x.shape[-1], self.features),
+        )
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if x.shape[-1] == 1:  # 3 channels (CIFAR-10) measured faster through XLA
+            return conv_pool_few_channels(x, kernel, bias)
+        return max_pool_2x2(xla_conv(x, kernel) + bias)
+
 
 class LeNet5(nn.Module):
     """LeNet-5 for NHWC images, returning logits.
@@ -41,11 +67,9 @@ class LeNet5(nn.Module):
         """Maps images of shape (batch, height, width, channels) to logits."""
         x = images
         for name, features in (("conv1", 6), ("conv2", 16)):
-            x = nn.Conv(features, (5, 5), padding="VALID", dtype=self.dtype, name=name)(
-                x
-            )
-            x = nn.relu(x)
-            x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2))
+            # Pooling before the ReLU gives the same values (ReLU is monotone)
+            # at a quarter of the ReLU's cost.
+            x = nn.relu(ConvPool5x5(features, dtype=self.dtype, name=name)(x))
         x = x.reshape((x.shape[0], -1))
         for name, features in (("fc1", 120), ("fc2", 84)):
             x = nn.relu(nn.Dense(features, dtype=self.dtype, name=name)(x))

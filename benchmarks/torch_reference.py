@@ -1,0 +1,173 @@
+"""The PyTorch reference: LeNet-5 trained with SGD + momentum, as in the paper's stack.
+
+Benchmark-only (``pip install torch==2.13.0``). Two measurements, each printed
+as one JSON line so that ``benchmarks/compare.py`` can run it in a fresh
+process:
+
+    python benchmarks/torch_reference.py step --case=fmnist-64
+    python benchmarks/torch_reference.py epoch --data_dir=/usr/share/datasets/fashion-mnist
+
+``step``: images/s of the training step (forward, backward, optimizer step,
+loss and accuracy accumulated on the tensor side), the data held in memory as
+one tensor and each batch gathered by a shuffled index, like the project's
+step. ``epoch``: one Fashion-MNIST epoch end to end with a standard
+``DataLoader`` (shuffle, batch 64) followed by a full test-set evaluation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+CASES = {
+    "fmnist-64": ((1, 28, 28), 64),
+    "cifar-64": ((3, 32, 32), 64),
+    "fmnist-256": ((1, 28, 28), 256),
+}
+
+
+class LeNet5(nn.Module):
+    """The same layers as ``phs_optax_models.LeNet5`` (VALID convs, max-pool 2)."""
+
+    def __init__(self, channels: int, size: int, num_classes: int = 10) -> None:
+        super().__init__()
+        side = ((size - 4) // 2 - 4) // 2  # after two VALID 5x5 convs and pools
+        flat = 16 * side * side
+        self.features = nn.Sequential(
+            nn.Conv2d(channels, 6, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(flat, 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
+            nn.Linear(84, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+def _train_step(model, optimizer, loss_fn, x, y, totals):
+    optimizer.zero_grad(set_to_none=True)
+    logits = model(x)
+    loss = loss_fn(logits, y)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        totals[0] += loss.detach() * len(y)
+        totals[1] += (logits.argmax(1) == y).sum()
+
+
+def step_throughput(case: str, steps: int, repeats: int, num_examples: int) -> dict:
+    shape, batch_size = CASES[case]
+    torch.manual_seed(0)
+    images = torch.randn(num_examples, *shape)
+    labels = torch.randint(0, 10, (num_examples,))
+    model = LeNet5(shape[0], shape[1])
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    totals = torch.zeros(2)
+    order = torch.randperm(num_examples)
+    position = 0
+
+    def run(count: int) -> None:
+        nonlocal position
+        for _ in range(count):
+            if position + batch_size > num_examples:
+                position = 0
+            rows = order[position : position + batch_size]
+            position += batch_size
+            _train_step(model, optimizer, loss_fn, images[rows], labels[rows], totals)
+
+    run(20)  # warm-up
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(steps)
+        rates.append(steps * batch_size / (time.perf_counter() - start))
+    return {"case": case, "images_per_second": rates}
+
+
+def _read_idx(path: str) -> np.ndarray:
+    import gzip
+
+    with gzip.open(path) if path.endswith(".gz") else open(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _fashion_mnist(data_dir: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    import glob
+
+    prefix = "train" if split == "train" else "t10k"
+
+    def find(kind: str) -> str:
+        return sorted(glob.glob(f"{data_dir}/{prefix}-{kind}-idx*"))[0]
+
+    images = _read_idx(find("images")).astype(np.float32) / 255.0
+    images = (images - 0.2860) / 0.3530
+    labels = _read_idx(find("labels")).astype(np.int64)
+    return torch.from_numpy(images[:, None]), torch.from_numpy(labels)
+
+
+def epoch_end_to_end(data_dir: str, batch_size: int, repeats: int) -> dict:
+    """Seconds for one training epoch (DataLoader, shuffled) + full test evaluation."""
+    train = torch.utils.data.TensorDataset(*_fashion_mnist(data_dir, "train"))
+    test = torch.utils.data.TensorDataset(*_fashion_mnist(data_dir, "test"))
+    torch.manual_seed(0)
+    model = LeNet5(1, 28)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    seconds, accuracies = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model.train()
+        totals = torch.zeros(2)
+        for x, y in torch.utils.data.DataLoader(
+            train, batch_size=batch_size, shuffle=True, drop_last=True
+        ):
+            _train_step(model, optimizer, loss_fn, x, y, totals)
+        model.eval()
+        correct = 0
+        with torch.no_grad():
+            for x, y in torch.utils.data.DataLoader(test, batch_size=1000):
+                correct += int((model(x).argmax(1) == y).sum())
+        seconds.append(time.perf_counter() - start)
+        accuracies.append(correct / len(test))
+    return {"seconds": seconds, "test_accuracy": accuracies}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=["step", "epoch"])
+    parser.add_argument("--case", choices=sorted(CASES), default="fmnist-64")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--num_examples", type=int, default=60_000)
+    parser.add_argument("--data_dir", default="/usr/share/datasets/fashion-mnist")
+    parser.add_argument("--batch_size", type=int, default=64)
+    args = parser.parse_args()
+    if args.what == "step":
+        result = step_throughput(args.case, args.steps, args.repeats, args.num_examples)
+    else:
+        result = epoch_end_to_end(args.data_dir, args.batch_size, args.repeats)
+    result["threads"] = torch.get_num_threads()
+    result["torch"] = torch.__version__
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The benchmark scripts still run against the project's code (tiny sizes)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_json(script: str, *args: str) -> list[dict]:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    return [json.loads(line) for line in result.stdout.splitlines() if line[:1] == "{"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["fmnist-64", "cifar-64"])
+def test_project_step_benchmark_reports_a_rate_per_repeat(case):
+    (result,) = run_json(
+        "jax_project.py", "step", f"--case={case}", "--steps=2", "--repeats=2",
+        "--num_examples=256",
+    )  # fmt: skip
+    assert result["case"] == case
+    assert len(result["images_per_second"]) == 2
+    assert all(rate > 0 for rate in result["images_per_second"])
+
+
+@pytest.mark.slow
+def test_torch_reference_step_benchmark_runs():
+    pytest.importorskip("torch")
+    (result,) = run_json(
+        "torch_reference.py", "step", "--case=cifar-64", "--steps=2", "--repeats=2",
+        "--num_examples=256",
+    )  # fmt: skip
+    assert len(result["images_per_second"]) == 2
+
+
+def test_torch_reference_lenet_has_the_project_parameter_count():
+    torch = pytest.importorskip("torch")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from torch_reference import LeNet5
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    for channels, size, expected in ((1, 28, 44_426), (3, 32, 62_006)):
+        model = LeNet5(channels, size)
+        assert sum(p.numel() for p in model.parameters()) == expected
+        assert model(torch.zeros(2, channels, size, size)).shape == (2, 10)
+
+
+def test_compute_limit_uses_the_issue_flop_count():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import compare
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    # About 1.7 MFLOP per 28x28 image, forward and backward.
+    assert compare.training_flops_per_image("fmnist-64") / 1e6 == pytest.approx(
+        1.69, abs=0.01
+    )

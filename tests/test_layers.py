@@ -1,0 +1,110 @@
+"""The fast LeNet-5 layers compute the same functions as Flax's and XLA's own."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from phs_optax_models import LeNet5
+from phs_optax_models._layers import conv_pool_few_channels, max_pool_2x2, xla_conv
+
+
+class ReferenceLeNet5(nn.Module):
+    """LeNet-5 from Flax's stock layers (nn.Conv, ReLU, nn.max_pool)."""
+
+    @nn.compact
+    def __call__(self, x):
+        for name, features in (("conv1", 6), ("conv2", 16)):
+            x = nn.Conv(features, (5, 5), padding="VALID", name=name)(x)
+            x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+        x = x.reshape((x.shape[0], -1))
+        for name, features in (("fc1", 120), ("fc2", 84)):
+            x = nn.relu(nn.Dense(features, name=name)(x))
+        return nn.Dense(10, name="fc3")(x)
+
+
+def random(shape, seed=0):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape, np.float32))
+
+
+def relative_error(a, b):
+    return float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b)))
+
+
+def stock_max_pool(x):
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+
+
+@pytest.mark.parametrize("shape", [(4, 28, 28, 1), (3, 32, 32, 3), (2, 9, 11, 2)])
+def test_conv_pool_few_channels_matches_xla_convolution_and_max_pool(shape):
+    images, kernel = random(shape), random((5, 5, shape[-1], 6), seed=1)
+    bias = random((6,), seed=2)
+    pooled_shape = (shape[0], (shape[1] - 4) // 2, (shape[2] - 4) // 2, 6)
+    weights = random(pooled_shape, seed=3)
+
+    def stock(x, k, b):
+        return stock_max_pool(xla_conv(x, k) + b)
+
+    def loss(layer):
+        return lambda x, k, b: jnp.sum(layer(x, k, b) * weights)
+
+    got = conv_pool_few_channels(images, kernel, bias)
+    assert relative_error(got, stock(images, kernel, bias)) < 1e-6
+    fast = jax.grad(loss(conv_pool_few_channels), (0, 1, 2))(images, kernel, bias)
+    reference = jax.grad(loss(stock), (0, 1, 2))(images, kernel, bias)
+    for got, want in zip(fast, reference, strict=True):
+        assert relative_error(got, want) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        random((2, 24, 24, 6)),
+        random((2, 7, 9, 3)),  # odd sizes: the last row and column are dropped
+        jnp.asarray(  # many tied windows
+            np.random.default_rng(1).integers(0, 3, (2, 8, 10, 3)), jnp.float32
+        ),
+    ],
+    ids=["continuous", "odd", "ties"],
+)
+def test_max_pool_equals_flax_max_pool_with_its_gradient(x):
+    n, h, w, c = x.shape
+    weights = random((n, h // 2, w // 2, c), seed=2)
+    np.testing.assert_array_equal(max_pool_2x2(x), stock_max_pool(x))
+    np.testing.assert_array_equal(
+        jax.grad(lambda x: jnp.sum(max_pool_2x2(x) * weights))(x),
+        jax.grad(lambda x: jnp.sum(stock_max_pool(x) * weights))(x),
+    )
+
+
+def test_max_pool_gives_a_tied_window_gradient_to_its_first_maximum():
+    x = jnp.array([[1.0, 3.0], [3.0, 2.0]]).reshape(1, 2, 2, 1)
+    grad = jax.grad(lambda x: jnp.sum(max_pool_2x2(x)))(x)
+    np.testing.assert_array_equal(grad.reshape(2, 2), [[0.0, 1.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("shape", [(8, 28, 28, 1), (8, 32, 32, 3)])
+def test_lenet5_has_flax_stock_parameters_and_computes_the_same_loss_and_gradient(
+    shape,
+):
+    images, labels = random(shape), jnp.arange(shape[0]) % 10
+    params = LeNet5().init(jax.random.key(0), images[:1])
+    stock_params = ReferenceLeNet5().init(jax.random.key(0), images[:1])
+    jax.tree.map(np.testing.assert_array_equal, params, stock_params)
+
+    def loss(model):
+        return lambda p: optax.softmax_cross_entropy_with_integer_labels(
+            model.apply(p, images), labels
+        ).mean()
+
+    value, grads = jax.value_and_grad(loss(LeNet5()))(params)
+    stock_value, stock_grads = jax.value_and_grad(loss(ReferenceLeNet5()))(params)
+    assert value == pytest.approx(float(stock_value), rel=1e-6)
+    for got, want in zip(
+        jax.tree.leaves(grads), jax.tree.leaves(stock_grads), strict=True
+    ):
+        assert relative_error(got, want) < 1e-5
