@@ -1,12 +1,17 @@
 """Side by side on this machine: the project (JAX) against a PyTorch LeNet-5 loop.
 
     pip install torch==2.13.0   # benchmark-only dependency (CPU build)
-    python benchmarks/compare.py            # about 10 minutes on 2 CPU cores
+    python benchmarks/compare.py            # about 15 minutes on 2 CPU cores
     python benchmarks/compare.py --quick    # a smoke run (numbers meaningless)
 
-Every measurement runs in a fresh process, one at a time, so that the two
-frameworks see the same machine state; run it on an otherwise idle machine.
-Prints Markdown tables: medians over ``--repeats`` repetitions and ratios.
+Every measurement runs in ``--runs`` fresh processes, one at a time, the two
+frameworks alternating; run it on an otherwise idle machine. On the 2-core
+development VM one process can run at half the speed of the next for the
+whole of its life (both frameworks; seen as 27,500 vs 15,000 images/s for
+two identical PyTorch processes), so a single process is no measurement.
+Tables: the median over processes of each process's median over
+``--repeats`` repetitions, the range of the per-process medians, and ratios
+of the medians.
 
 1. Training step throughput (``torch_reference.py step`` against
    ``jax_project.py step``) in three cases.
@@ -45,6 +50,16 @@ def training_flops_per_image(case: str) -> float:
     return 6.0 * (conv1 + conv2 + dense)
 
 
+def median_and_range(values: list[float], fmt: str = ",.0f") -> tuple[float, str]:
+    middle = statistics.median(values)
+    return middle, f"{middle:{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+def per_process(runs: int, script: str, *args: str) -> list[list[dict]]:
+    """The JSON lines of ``runs`` fresh processes running the same measurement."""
+    return [run(script, *args) for _ in range(runs)]
+
+
 def run(script: str, *args: str) -> list[dict]:
     """Runs ``benchmarks/<script>`` in a fresh process; its JSON output lines."""
     result = subprocess.run(
@@ -70,9 +85,9 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical cores, Python {platform.python_version()}"
 
 
-def step_table(steps: int, repeats: int, num_examples: int) -> list[str]:
+def step_table(runs: int, steps: int, repeats: int, num_examples: int) -> list[str]:
     lines = [
-        "| case | PyTorch img/s | project img/s | ratio | of the compute limit |",
+        "| case | PyTorch img/s | project img/s | ratio | project, of the compute limit |",
         "|---|---|---|---|---|",
     ]
     for case in CASES:
@@ -83,69 +98,88 @@ def step_table(steps: int, repeats: int, num_examples: int) -> list[str]:
             f"--repeats={repeats}",
             f"--num_examples={num_examples}",
         )
-        torch_rate = statistics.median(
-            run("torch_reference.py", *args)[0]["images_per_second"]
-        )
-        jax_rate = statistics.median(
-            run("jax_project.py", *args)[0]["images_per_second"]
-        )
-        floor = PEAK_FLOPS / training_flops_per_image(case)
+        rates = {"torch": [], "jax": []}
+        for _ in range(runs):  # alternate, so both see the same drift
+            for name, script in (
+                ("torch", "torch_reference.py"),
+                ("jax", "jax_project.py"),
+            ):
+                samples = run(script, *args)[0]["images_per_second"]
+                rates[name].append(statistics.median(samples))
+        torch_rate, torch_cell = median_and_range(rates["torch"])
+        jax_rate, jax_cell = median_and_range(rates["jax"])
+        limit = PEAK_FLOPS / training_flops_per_image(case)
         lines.append(
-            f"| {case} | {torch_rate:,.0f} | {jax_rate:,.0f} | {jax_rate / torch_rate:.2f} "
-            f"| {jax_rate / floor:.0%} |"
+            f"| {case} | {torch_cell} | {jax_cell} | {jax_rate / torch_rate:.2f} "
+            f"| {jax_rate / limit:.0%} |"
         )
     return lines
 
 
-def epoch_table(repeats: int) -> list[str]:
-    torch_result = run("torch_reference.py", "epoch", f"--repeats={repeats}")[0]
-    jax_result = run("jax_project.py", "epoch", f"--repeats={repeats}")[0]
-    torch_seconds = statistics.median(torch_result["seconds"])
-    jax_seconds = statistics.median(jax_result["seconds"])
+def epoch_table(runs: int, repeats: int) -> list[str]:
+    seconds = {"torch": [], "jax": []}
+    first = {"torch": [], "jax": []}
+    for _ in range(runs):
+        torch_result = run("torch_reference.py", "epoch", f"--repeats={repeats}")[0]
+        jax_result = run("jax_project.py", "epoch", f"--repeats={repeats}")[0]
+        seconds["torch"].append(statistics.median(torch_result["seconds"]))
+        seconds["jax"].append(statistics.median(jax_result["seconds"]))
+        first["torch"].append(torch_result["seconds"][0])
+        first["jax"].append(jax_result["first_epoch_seconds"])
+    torch_seconds, torch_cell = median_and_range(seconds["torch"], ".2f")
+    jax_seconds, jax_cell = median_and_range(seconds["jax"], ".2f")
     return [
         "| | PyTorch (DataLoader) | project (train_and_evaluate) | ratio (PyTorch / project) |",
         "|---|---|---|---|",
-        f"| seconds per epoch, steady state | {torch_seconds:.2f} | {jax_seconds:.2f} "
+        f"| seconds per epoch, steady state | {torch_cell} | {jax_cell} "
         f"| {torch_seconds / jax_seconds:.2f} |",
-        f"| first epoch (JAX: with compilation) | {torch_result['seconds'][0]:.2f} "
-        f"| {jax_result['first_epoch_seconds']:.2f} | |",
+        f"| first epoch (project: with compilation) "
+        f"| {median_and_range(first['torch'], '.2f')[1]} "
+        f"| {median_and_range(first['jax'], '.2f')[1]} | |",
     ]
 
 
-def optimizer_table(repeats: int) -> list[str]:
+def optimizer_table(runs: int, repeats: int) -> list[str]:
     lines = [
         "| pytree | optax.sgd momentum µs | goal_phs µs | ratio | GB/s (sgd / goal_phs) |",
         "|---|---|---|---|---|",
     ]
-    for row in run("optimizer_cost.py", f"--repeats={repeats}"):
-        sgd, goal = row["optax.sgd(momentum=0.9)"], row["goal_phs"]
+    processes = per_process(runs, "optimizer_cost.py", f"--repeats={repeats}")
+    for rows in zip(*processes, strict=True):
+        sgd = [r["optax.sgd(momentum=0.9)"]["microseconds"] for r in rows]
+        goal = [r["goal_phs"]["microseconds"] for r in rows]
+        sgd_time, sgd_cell = median_and_range(sgd, ",.1f")
+        goal_time, goal_cell = median_and_range(goal, ",.1f")
+        gigabytes = rows[0]["bytes_per_step"] / 1e9
         lines.append(
-            f"| {row['pytree']} | {sgd['microseconds']:,.1f} | {goal['microseconds']:,.1f} "
-            f"| {row['ratio']:.3f} | {sgd['GB_per_s']:.1f} / {goal['GB_per_s']:.1f} |"
+            f"| {rows[0]['pytree']} | {sgd_cell} | {goal_cell} | {goal_time / sgd_time:.3f} "
+            f"| {gigabytes / sgd_time * 1e6:.1f} / {gigabytes / goal_time * 1e6:.1f} |"
         )
     return lines
 
 
-def sweep_table(steps: int, repeats: int) -> list[str]:
-    rows = run(
-        "sweep_throughput.py",
-        "--configs=1,20",
-        f"--steps={steps}",
-        f"--repeats={repeats}",
-        "--json",
-    )
-    rates = {row["configs"]: row["images_per_second"] for row in rows}
+def sweep_table(runs: int, steps: int, repeats: int) -> list[str]:
+    args = ("--configs=1,20", f"--steps={steps}", f"--repeats={repeats}", "--json")
+    rates: dict[int, list[float]] = {1: [], 20: []}
+    for rows in per_process(runs, "sweep_throughput.py", *args):
+        for row in rows:
+            rates[row["configs"]].append(row["images_per_second"])
+    one, one_cell = median_and_range(rates[1])
+    twenty, twenty_cell = median_and_range(rates[20])
     return [
         "| configurations | img/s summed | speedup over 20 sequential runs |",
         "|---|---|---|",
-        f"| 1 (x20 sequential) | {rates[1]:,.0f} | 1.00 |",
-        f"| 20 in one vmapped program | {rates[20]:,.0f} | {rates[20] / rates[1]:.2f} |",
+        f"| 1 (x20 sequential) | {one_cell} | 1.00 |",
+        f"| 20 in one vmapped program | {twenty_cell} | {twenty / one:.2f} |",
     ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--runs", type=int, default=3, help="fresh processes per measurement"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes, for a smoke run"
     )
@@ -155,23 +189,23 @@ def main() -> None:
     args = parser.parse_args()
     steps, num_examples, sweep_steps = (200, 60_000, 50)
     if args.quick:
-        steps, num_examples, sweep_steps, args.repeats = 3, 1024, 2, 2
+        steps, num_examples, sweep_steps, args.repeats, args.runs = 3, 1024, 2, 2, 1
     sections = {
         "step": (
             "Training step, images/s",
-            lambda: step_table(steps, args.repeats, num_examples),
+            lambda: step_table(args.runs, steps, args.repeats, num_examples),
         ),
         "epoch": (
             "One Fashion-MNIST epoch end to end, batch 64",
-            lambda: epoch_table(args.repeats),
+            lambda: epoch_table(args.runs, args.repeats),
         ),
         "optimizer": (
             "Optimizer update + apply, jitted",
-            lambda: optimizer_table(args.repeats),
+            lambda: optimizer_table(args.runs, args.repeats),
         ),
         "sweep": (
             "Sweep, Fashion-MNIST, batch 64",
-            lambda: sweep_table(sweep_steps, args.repeats),
+            lambda: sweep_table(args.runs, sweep_steps, args.repeats),
         ),
     }
     print(f"Machine: {machine()}\n")

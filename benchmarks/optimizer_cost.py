@@ -89,14 +89,19 @@ def main() -> None:
     for tree_name, params in pytrees().items():
         size = sum(x.size for x in jax.tree.leaves(params))
         calls, inner = (20, 100) if size < 1_000_000 else (10, 5)
-        result = {"pytree": tree_name, "parameters": size}
+        bytes_per_step = ARRAYS_READ_AND_WRITTEN * 4 * size
+        result = {
+            "pytree": tree_name,
+            "parameters": size,
+            "bytes_per_step": bytes_per_step,
+        }
         for name, tx in optimizers().items():
             median = statistics.median(
                 seconds_per_step(tx, params, calls, inner, args.repeats)
             )
             result[name] = {
                 "microseconds": median * 1e6,
-                "GB_per_s": ARRAYS_READ_AND_WRITTEN * 4 * size / median / 1e9,
+                "GB_per_s": bytes_per_step / median / 1e9,
             }
         result["ratio"] = (
             result["goal_phs"]["microseconds"]
