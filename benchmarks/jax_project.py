@@ -15,7 +15,6 @@ written), read from ``metrics.jsonl``. Each prints one JSON line.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -23,6 +22,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _cli import parse_args
 from flax import jax_utils
 
 from phs_optax_models import LeNet5
@@ -95,15 +95,7 @@ def epoch_end_to_end(data_dir: str | None, batch_size: int, repeats: int) -> dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["step", "epoch"])
-    parser.add_argument("--case", choices=sorted(CASES), default="fmnist-64")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--num_examples", type=int, default=60_000)
-    parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--batch_size", type=int, default=64)
-    args = parser.parse_args()
+    args = parse_args(CASES)
     if args.what == "step":
         result = step_throughput(args.case, args.steps, args.repeats, args.num_examples)
     else:

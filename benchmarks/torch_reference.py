@@ -16,13 +16,16 @@ step. ``epoch``: one Fashion-MNIST epoch end to end with a standard
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import numpy as np
 import torch
+from _cli import parse_args
 from torch import nn
+from torch.utils.data import TensorDataset
+
+from phs_optax_training import data as data_lib
 
 CASES = {
     "fmnist-64": ((1, 28, 28), 64),
@@ -99,34 +102,25 @@ def step_throughput(case: str, steps: int, repeats: int, num_examples: int) -> d
     return {"case": case, "images_per_second": rates}
 
 
-def _read_idx(path: str) -> np.ndarray:
-    import gzip
+def _fashion_mnist(data_dir: str | None) -> tuple[TensorDataset, TensorDataset]:
+    """The project's Fashion-MNIST arrays (same files and normalisation), NCHW."""
+    dataset = data_lib.load_dataset("fashion_mnist", data_dir)
 
-    with gzip.open(path) if path.endswith(".gz") else open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * dims).reshape(shape)
+    def split(images: np.ndarray, labels: np.ndarray) -> TensorDataset:
+        return TensorDataset(
+            torch.from_numpy(images.transpose(0, 3, 1, 2).copy()),
+            torch.from_numpy(labels.astype(np.int64)),
+        )
 
-
-def _fashion_mnist(data_dir: str, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    import glob
-
-    prefix = "train" if split == "train" else "t10k"
-
-    def find(kind: str) -> str:
-        return sorted(glob.glob(f"{data_dir}/{prefix}-{kind}-idx*"))[0]
-
-    images = _read_idx(find("images")).astype(np.float32) / 255.0
-    images = (images - 0.2860) / 0.3530
-    labels = _read_idx(find("labels")).astype(np.int64)
-    return torch.from_numpy(images[:, None]), torch.from_numpy(labels)
+    return (
+        split(dataset.train_images, dataset.train_labels),
+        split(dataset.test_images, dataset.test_labels),
+    )
 
 
-def epoch_end_to_end(data_dir: str, batch_size: int, repeats: int) -> dict:
+def epoch_end_to_end(data_dir: str | None, batch_size: int, repeats: int) -> dict:
     """Seconds for one training epoch (DataLoader, shuffled) + full test evaluation."""
-    train = torch.utils.data.TensorDataset(*_fashion_mnist(data_dir, "train"))
-    test = torch.utils.data.TensorDataset(*_fashion_mnist(data_dir, "test"))
+    train, test = _fashion_mnist(data_dir)
     torch.manual_seed(0)
     model = LeNet5(1, 28)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -151,15 +145,7 @@ def epoch_end_to_end(data_dir: str, batch_size: int, repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["step", "epoch"])
-    parser.add_argument("--case", choices=sorted(CASES), default="fmnist-64")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--num_examples", type=int, default=60_000)
-    parser.add_argument("--data_dir", default="/usr/share/datasets/fashion-mnist")
-    parser.add_argument("--batch_size", type=int, default=64)
-    args = parser.parse_args()
+    args = parse_args(CASES)
     if args.what == "step":
         result = step_throughput(args.case, args.steps, args.repeats, args.num_examples)
     else:

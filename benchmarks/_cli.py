@@ -1,0 +1,20 @@
+"""The command line shared by ``torch_reference.py`` and ``jax_project.py``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+
+CASE_NAMES = ("fmnist-64", "cifar-64", "fmnist-256")
+
+
+def parse_args(cases: Iterable[str] = CASE_NAMES) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=["step", "epoch"])
+    parser.add_argument("--case", choices=sorted(cases), default="fmnist-64")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--num_examples", type=int, default=60_000)
+    parser.add_argument("--data_dir", default=None, help="local Fashion-MNIST files")
+    parser.add_argument("--batch_size", type=int, default=64)
+    return parser.parse_args()
