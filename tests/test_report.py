@@ -128,3 +128,62 @@ def test_ablation_table_lines_up_each_goal_run_with_its_ablations(tmp_path):
         "| 75.00 / 75.00 | 75.00 / 75.00 |" in row
         for row in rows
     )
+
+
+def beyond_folder(tmp_path):
+    """Per seed: PHS, goal, goal with a release, validation-braked goal_phs and
+    PHS both on a held-out split."""
+    goal = config_of(PAIR.goal, 0)
+    accuracies = [
+        {"PHS": 0.86, "goal": 0.84, "release": 0.87, "val": 0.88, "phs-held": 0.85},
+        {"PHS": 0.87, "goal": 0.83, "release": 0.85, "val": 0.86, "phs-held": 0.87},
+    ]
+    for seed, acc in enumerate(accuracies):
+        goal = config_of(PAIR.goal, seed)
+        held_out = dict(validation_fraction=0.1)
+        runs = {
+            "PHS": config_of(PAIR.phs, seed),
+            "goal": goal,
+            "release": dataclasses.replace(goal, release_after=937),
+            "val": dataclasses.replace(goal, brake_trigger="validation", **held_out),
+            "phs-held": dataclasses.replace(config_of(PAIR.phs, seed), **held_out),
+        }
+        for name, config in runs.items():
+            write_run(tmp_path / name, config, acc[name], acc[name] + 0.01)
+    return tmp_path
+
+
+def test_beyond_variants_are_named_after_their_options():
+    goal = dataclasses.asdict(config_of(PAIR.goal, 0))
+    assert report.variant_of(goal) == "goal"
+    assert report.variant_of(dataclasses.asdict(config_of(PAIR.phs, 0))) == "PHS"
+    assert (
+        report.variant_of({**goal, "release_after": 937, "kick_energy": 0.05})
+        == "release_after=937, kick_energy=0.05"
+    )
+    assert (
+        report.variant_of({**goal, "brake_trigger": "validation"})
+        == "brake on validation"
+    )
+
+
+def test_beyond_table_pairs_each_option_with_goal_and_phs_by_seed(tmp_path):
+    folder = beyond_folder(tmp_path)
+    table = report.beyond_table([folder / name for name in ("PHS", "goal", "release")])
+    (line,) = [row for row in table.splitlines() if row.startswith("| 0.1, 0.1, 10")]
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[1] == "2"
+    assert cells[4] == "+2.50 ± 0.71 (2/2)"  # release - goal, final: +3, +2
+    assert cells[6] == "-0.50 ± 2.12 (1/2)"  # release - PHS, final: +1, -2
+
+
+def test_beyond_table_prefers_a_reference_with_the_same_held_out_split(tmp_path):
+    folder = beyond_folder(tmp_path)
+    table = report.beyond_table(
+        [folder / n for n in ("PHS", "goal", "val", "phs-held")]
+    )
+    section = table.split("### brake on validation")[1]
+    (line,) = [row for row in section.splitlines() if row.startswith("| 0.1, 0.1, 10")]
+    cells = [c.strip() for c in line.split("|")[1:-1]]
+    assert cells[4] == "+3.50 ± 0.71 (2/2) †"  # vs goal on the full set: +4, +3
+    assert cells[6] == "+1.00 ± 2.83 (1/2)"  # vs PHS on the same split: +3, -1

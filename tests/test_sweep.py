@@ -11,8 +11,12 @@ import pytest
 
 import phs_optax
 from phs_optax_training import data as data_lib
-from phs_optax_training import sweep, train_lib
-from phs_optax_training.config import TrainConfig, extension_options
+from phs_optax_training import presets, sweep, train_lib
+from phs_optax_training.config import (
+    TrainConfig,
+    extension_options,
+    without_extensions,
+)
 
 BASE = TrainConfig(
     batch_size=32,
@@ -305,3 +309,30 @@ def test_ablation_takes_the_brake_step_of_each_goal_run(tmp_path):
     assert fixed == [937, 9370]  # epochs 1 and 10 at 937 steps per epoch
     with pytest.raises(ValueError, match="missing"):
         sweep.named_sweep("ablation", [1], base, reference=tmp_path)
+
+
+def test_beyond_sweeps_pair_each_goal_row_with_its_option_variants():
+    base = TrainConfig(num_epochs=20, batch_size=64)
+    configs = sweep.named_sweep("beyond-table2", [0, 1], base)
+    goal_rows = [c for c in configs if not extension_options(c)]
+    assert len(goal_rows) == 2 * len(presets.pairs("table2"))
+    assert len(configs) == len(goal_rows) * (1 + len(sweep.BEYOND_VARIANTS["table2"]))
+    assert len({sweep.run_name(c) for c in configs}) == len(configs)
+    remaining_goals = {
+        presets.goal_for(pair.goal, "remaining") for pair in presets.pairs("table2")
+    }
+    for config in configs:
+        options = extension_options(config)
+        assert config.goal in remaining_goals
+        assert without_extensions(config) in goal_rows
+        if "release_after" in options:  # one epoch, in updates
+            assert options["release_after"] == 60_000 // 64
+
+
+def test_beyond_table1_counts_deadline_and_patience_in_cifar_epochs():
+    base = TrainConfig(num_epochs=20, batch_size=64)
+    configs = sweep.named_sweep("beyond-table1", [0], base)
+    options = [extension_options(c) for c in configs]
+    assert {"deadline": 10 * 781, "on_deadline": "restore_best"} in options
+    assert {"goal_patience": 781, "goal_decay": 0.9} in options
+    assert all(c.dataset == "cifar10" and c.optimizer == "goal_phs" for c in configs)

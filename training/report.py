@@ -314,9 +314,130 @@ def ablation_table(
     return "\n".join(lines) + "\n"
 
 
+# ----------------------------------------------------------------- beyond
+
+
+_OPTION_NAMES = (
+    "deadline", "on_deadline", "goal_patience", "goal_decay", "release_after",
+    "release_energy", "max_releases", "kick_energy", "kick_direction", "kick_seed",
+)  # fmt: skip
+
+
+def variant_of(config: dict) -> str:
+    """``PHS``, ``goal`` (the paper's method) or the options beyond it, e.g.
+    ``release_after=937, kick_energy=0.05`` or ``brake on validation``."""
+    if config["optimizer"] == "phs":
+        return "PHS"
+    parts = [
+        f"{name}={config[name]}"
+        for name in _OPTION_NAMES
+        if config.get(name) not in (None, "brake", "momentum")
+    ]
+    trigger = config.get("brake_trigger", "goal")
+    if trigger == "validation":
+        parts.insert(0, "brake on validation")
+    elif trigger == "both":
+        parts.insert(0, "brake on goal or validation")
+    elif trigger != "goal":
+        parts.insert(0, f"brake_trigger={trigger}")
+    return ", ".join(parts) or "goal"
+
+
+# (alpha, friction, mass, validation fraction, goal (None for PHS), variant,
+# seed) -> summary
+BeyondRuns = dict[tuple[float, float, float, float, float | None, str, int], dict]
+
+
+def load_beyond_runs(folders: Sequence[str | Path]) -> BeyondRuns:
+    runs: BeyondRuns = {}
+    for folder in folders:
+        for path in sorted(Path(folder).glob("*/summary.json")):
+            summary = json.loads(path.read_text())
+            config = summary["config"]
+            if config["optimizer"] == "sgd" or config.get("brake_at_step") is not None:
+                continue
+            key = (
+                config["learning_rate"],
+                config["friction"],
+                config["mass"],
+                config.get("validation_fraction", 0.0),
+                None if config["optimizer"] == "phs" else config["goal"],
+                variant_of(config),
+                config["seed"],
+            )
+            runs[key] = summary
+    return runs
+
+
+def _reference(runs: BeyondRuns, key: tuple, variant: str) -> tuple[dict | None, bool]:
+    """The ``variant`` run paired with ``key``: same pair, seed and training
+    split if there is one (second value False), else trained on the full set."""
+    lr, friction, mass, fraction, goal, _, seed = key
+    goal = None if variant == "PHS" else goal
+    same = runs.get((lr, friction, mass, fraction, goal, variant, seed))
+    if same is not None:
+        return same, False
+    return runs.get((lr, friction, mass, 0.0, goal, variant, seed)), fraction != 0.0
+
+
+def _difference(values: list[float]) -> str:
+    if not values:
+        return "-"
+    array = np.array(values)
+    wins = int((array > 0).sum())
+    return f"{_signed(array)} ({wins}/{len(array)})"
+
+
+def beyond_table(folders: Sequence[str | Path]) -> str:
+    """Per option and pair: accuracy, and option minus goal-oriented and minus
+    PHS paired by seed (wins/seeds), final and best test accuracy."""
+    runs = load_beyond_runs(folders)
+    variants = sorted({k[5] for k in runs} - {"PHS", "goal"})
+    lines = [
+        "Cells: test accuracy (%) mean ± sample std over seeds; differences in "
+        "points, paired by seed, with (seeds where the option is ahead / seeds). "
+        "† the reference trained on the full training set, the option on the "
+        "set minus its validation split.\n"
+    ]
+    for variant in variants:
+        lines += [
+            f"\n### {variant}\n",
+            "| pair (alpha, friction, mass), goal | seeds | final | best | - goal final "
+            "| - goal best | - PHS final | - PHS best | brake epochs | releases |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        pairs = sorted({k[:5] for k in runs if k[5] == variant}, reverse=True)
+        for pair in pairs:
+            keys = sorted(k for k in runs if k[:5] == pair and k[5] == variant)
+            mine = [runs[k] for k in keys]
+            cells = []
+            for reference in ("goal", "PHS"):
+                for metric in ("final_test_accuracy", "best_test_accuracy"):
+                    diffs, other_set = [], False
+                    for key, summary in zip(keys, mine, strict=True):
+                        ref, flagged = _reference(runs, key, reference)
+                        if ref is not None:
+                            diffs.append((summary[metric] - ref[metric]) * 100)
+                            other_set |= flagged
+                    cells.append(_difference(diffs) + (" †" if other_set else ""))
+            brakes = [
+                None if s["brake_epoch"] is None else round(s["brake_epoch"], 2)
+                for s in mine
+            ]
+            releases = [s.get("releases") for s in mine]
+            lines.append(
+                f"| {pair[0]:g}, {pair[1]:g}, {pair[2]:g}, {pair[4]:g} | {len(mine)} "
+                f"| {mean_std(_percent(mine, 'final_test_accuracy'))} "
+                f"| {mean_std(_percent(mine, 'best_test_accuracy'))} "
+                f"| {' | '.join(cells)} | {_epochs(brakes)} "
+                f"| {_epochs(releases) if any(r is not None for r in releases) else ''} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m phs_optax_training.report")
-    parser.add_argument("command", choices=("table", "compare", "ablation"))
+    parser.add_argument("command", choices=("table", "compare", "ablation", "beyond"))
     parser.add_argument("folders", nargs="+")
     parser.add_argument("--table", default="table2", choices=presets.TABLES)
     parser.add_argument("--reference", help="ablation: the table2 sweep folder")
@@ -334,6 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 2
         print(ablation_table(args.folders[0], args.reference, args.reading))
+    elif args.command == "beyond":
+        print(beyond_table(args.folders))
     elif args.command == "table":
         print("\n".join(table_report(f, args.table) for f in args.folders))
     else:

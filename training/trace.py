@@ -1,0 +1,233 @@
+"""Per-update trace of one goal_phs run: loss, friction, energy and phases.
+
+The epoch metrics of train.py hide what happens between two evaluations; this
+records, for every update, the minibatch loss, the monitored loss, the friction
+in force, the kinetic energy ``|p|^2 / (2 m)`` of the momentum after the
+update, the gradient norm, and the phase counters (braked, releases), and
+plots them with the brakes and releases marked. Single device, same model,
+data order and optimizer as train.py::
+
+    python -m phs_optax_training.trace --preset=table2-lr0.01-goal-f1-m0.1 \\
+        --num_epochs=3 --release_after=937 --out=results/beyond/trace
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+import phs_optax
+from phs_optax_models import LeNet5
+from phs_optax_training import data as data_lib
+from phs_optax_training import presets, train_lib
+from phs_optax_training.config import TrainConfig, validate
+
+TRACE_FILE = "trace.jsonl"
+_OPTION_FLAGS = {
+    "release_after": int,
+    "release_energy": float,
+    "max_releases": int,
+    "kick_energy": float,
+    "kick_direction": str,
+    "deadline": int,
+    "goal_patience": int,
+    "goal_decay": float,
+}
+
+
+def make_traced_step(apply_fn, tx, mass: float):
+    """A jitted update that also returns what the trace records."""
+
+    @jax.jit
+    def step(params, opt_state, images, labels):
+        def loss_fn(p):
+            logits = apply_fn({"params": p}, images)
+            return optax.softmax_cross_entropy_with_integer_labels(
+                logits, labels
+            ).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+        params = optax.apply_updates(params, updates)
+        phs_state = phs_optax.find_phs_state(opt_state)
+        record = {
+            "loss": loss,
+            "monitored_loss": phs_state.monitored_loss,
+            "friction": phs_state.friction,
+            "kinetic_energy": phs_optax.kinetic_energy(opt_state, mass),
+            "gradient_norm": optax.tree.norm(grads),
+            "braked": phs_state.braked,
+            "releases": phs_state.releases,
+        }
+        return params, opt_state, record
+
+    return step
+
+
+def trace_run(
+    config: TrainConfig, dataset: data_lib.Dataset | None = None
+) -> list[dict]:
+    """One record per update of ``config`` (goal_phs), in order."""
+    validate(config, num_devices=1)
+    if config.optimizer != "goal_phs":
+        raise ValueError(f"a trace needs --optimizer=goal_phs, got {config.optimizer}")
+    if dataset is None:
+        dataset = data_lib.load_dataset(config.dataset, config.data_dir)
+    splits = train_lib.split_data(dataset, config)
+    train = splits["train"]
+    model = LeNet5(num_classes=dataset.num_classes)
+    params = model.init(jax.random.PRNGKey(config.seed), train.images[:1])["params"]
+    tx = train_lib.create_optimizer(config)
+    opt_state = tx.init(params)
+    step = make_traced_step(model.apply, tx, config.mass)
+    steps_per_epoch = len(train.labels) // config.batch_size
+    total = config.num_epochs * steps_per_epoch
+    images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
+    records = []
+    for k in range(total):
+        epoch, position = divmod(k, steps_per_epoch)
+        if position == 0:
+            order = jnp.asarray(
+                train_lib.epoch_permutation(config.seed, epoch, len(train.labels))
+            )
+        rows = order[position * config.batch_size : (position + 1) * config.batch_size]
+        params, opt_state, record = step(params, opt_state, images[rows], labels[rows])
+        records.append(record)
+    host = jax.device_get(records)
+    return [
+        {"step": k, **{name: _plain(value) for name, value in r.items()}}
+        for k, r in enumerate(host)
+    ]
+
+
+def _plain(value) -> float | int | bool:
+    value = np.asarray(value)
+    if value.dtype == np.bool_:
+        return bool(value)
+    if np.issubdtype(value.dtype, np.integer):
+        return int(value)
+    return float(value)
+
+
+def phase_changes(records: Sequence[dict]) -> tuple[list[int], list[int]]:
+    """The updates that first used a raised friction, and the releases."""
+    brakes, releases = [], []
+    for before, after in zip(records, records[1:], strict=False):
+        if after["friction"] > before["friction"]:
+            brakes.append(after["step"])
+        if after["releases"] > before["releases"]:
+            releases.append(after["step"])
+    if records and records[0]["braked"]:
+        brakes.insert(0, 0)
+    return brakes, releases
+
+
+def plot_trace(records: Sequence[dict], title: str, path: Path) -> Path:
+    steps = [r["step"] for r in records]
+    figure = Figure(figsize=(8.0, 7.5), dpi=120)
+    FigureCanvasAgg(figure)
+    panels = figure.subplots(3, 1, sharex=True)
+    panels[0].plot(
+        steps, [r["loss"] for r in records], lw=0.4, alpha=0.5, label="minibatch loss"
+    )
+    panels[0].plot(
+        steps, [r["monitored_loss"] for r in records], lw=1.0, label="monitored loss"
+    )
+    panels[1].plot(steps, [r["friction"] for r in records], lw=1.2)
+    panels[2].plot(steps, [r["kinetic_energy"] for r in records], lw=0.8)
+    for axes, label in zip(
+        panels,
+        ("loss", "friction in force", "kinetic energy |p|^2/(2m)"),
+        strict=True,
+    ):
+        axes.set_yscale("log")
+        axes.set_ylabel(label)
+    brakes, releases = phase_changes(records)
+    for axes in panels:
+        for k in brakes:
+            axes.axvline(k, color="tab:red", ls="--", lw=0.8)
+        for k in releases:
+            axes.axvline(k, color="tab:green", ls=":", lw=1.0)
+    panels[0].legend(loc="upper right", fontsize=8)
+    panels[0].set_title(
+        f"{title}\nred dashed: brake ({len(brakes)}), green dotted: release "
+        f"({len(releases)})",
+        fontsize=9,
+    )
+    panels[2].set_xlabel("update")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    return path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m phs_optax_training.trace", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--preset", required=True, help="a goal row, e.g. table2-lr0.01-goal-f1-m0.1"
+    )
+    parser.add_argument("--goal_reading", choices=presets.READINGS, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num_epochs", type=int, default=3)
+    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--data_dir", default=None)
+    parser.add_argument("--out", required=True, help="output folder")
+    for name, kind in _OPTION_FLAGS.items():
+        parser.add_argument(f"--{name}", type=kind, default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        preset = presets.get_preset(args.preset)
+    except KeyError as error:
+        parser.error(str(error.args[0]))
+    reading = args.goal_reading or presets.DEFAULT_GOAL_READING[preset.table]
+    options = {
+        name: getattr(args, name)
+        for name in _OPTION_FLAGS
+        if getattr(args, name) is not None
+    }
+    try:
+        config = dataclasses.replace(
+            TrainConfig(**presets.config_values(preset, reading)),
+            seed=args.seed,
+            num_epochs=args.num_epochs,
+            batch_size=args.batch_size,
+            data_dir=args.data_dir,
+            **options,
+        )
+        records = trace_run(config)
+    except (ValueError, data_lib.DataUnavailableError) as error:
+        print(f"trace: error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / TRACE_FILE, "w") as f:
+        f.write(json.dumps({"config": dataclasses.asdict(config)}) + "\n")
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    title = f"{args.preset} ({reading}), seed {args.seed}" + "".join(
+        f", {k}={v}" for k, v in options.items()
+    )
+    print(plot_trace(records, title, out / "trace.png"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
