@@ -229,3 +229,9 @@ def test_preset_sets_the_row_and_explicit_flags_win():
     assert (config.learning_rate, config.friction, config.mass) == (0.1, 0.1, 10.0)
     assert config.goal == pytest.approx(0.85)  # Table 2 default: remaining fraction
     assert config.brake_factor == 7
+
+
+def test_help_lists_the_flags_and_exits_0():
+    result = run_train(["--help"])
+    assert result.returncode == 0, result.stderr
+    assert "--learning_rate" in result.stdout and "--release_after" in result.stdout

@@ -175,6 +175,9 @@ def _fail(message: str) -> None:
 
 
 def run(argv: list[str]) -> None:
+    if any(arg in ("-h", "--help", "-help", "--helpfull") for arg in argv[1:]):
+        print(f"usage: python train.py [--flag=value ...]\n\n{FLAGS}")
+        sys.exit(0)
     try:
         rest = FLAGS(argv)
         if len(rest) > 1:
