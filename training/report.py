@@ -10,10 +10,14 @@ rows, to the reading of the goal column it used) and writes Markdown:
 * ``pairs``: per (alpha, friction, mass) pair, goal-oriented minus PHS and
   goal-oriented minus SGD at that alpha, paired by seed (runs of one seed see
   the same batches), with the count of pairs won;
-* ``compare``: one column per folder, for protocol studies.
+* ``compare``: one column per folder, for protocol studies;
+* ``beyond``: the options of goal_phs beyond the paper, each minus the
+  goal-oriented run and minus PHS of the same pair and seed.
 
     python -m phs_optax_training.report table results/table2/batch10 --table=table2
     python -m phs_optax_training.report compare results/protocol/a results/protocol/b
+    python -m phs_optax_training.report beyond results/table2/batch64-20epochs \
+        results/beyond/table2-batch64-20epochs
 """
 
 from __future__ import annotations
@@ -349,6 +353,8 @@ BeyondRuns = dict[tuple[float, float, float, float, float | None, str, int], dic
 
 
 def load_beyond_runs(folders: Sequence[str | Path]) -> BeyondRuns:
+    """PHS and goal_phs runs of ``folders``; a configuration found in a later
+    folder replaces the same configuration of an earlier one."""
     runs: BeyondRuns = {}
     for folder in folders:
         for path in sorted(Path(folder).glob("*/summary.json")):
