@@ -390,8 +390,10 @@ def _difference(values: list[float]) -> str:
     if not values:
         return "-"
     array = np.array(values)
-    wins = int((array > 0).sum())
-    return f"{_signed(array)} ({wins}/{len(array)})"
+    wins, ties = int((array > 0).sum()), int((array == 0).sum())
+    return f"{_signed(array)} ({wins}/{len(array)}" + (
+        f", {ties} tied)" if ties else ")"
+    )
 
 
 def beyond_table(folders: Sequence[str | Path]) -> str:
@@ -401,7 +403,8 @@ def beyond_table(folders: Sequence[str | Path]) -> str:
     variants = sorted({k[5] for k in runs} - {"PHS", "goal"})
     lines = [
         "Cells: test accuracy (%) mean ± sample std over seeds; differences in "
-        "points, paired by seed, with (seeds where the option is ahead / seeds). "
+        "points, paired by seed, with (seeds where the option is ahead / seeds, "
+        "ties: equal to the last digit). "
         "† the reference trained on the full training set, the option on the "
         "set minus its validation split.\n"
     ]
