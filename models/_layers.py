@@ -1,24 +1,22 @@
-"""LeNet-5's layers written for speed on XLA's CPU backend.
+"""LeNet-5's convolution + max-pool layer, written for speed on XLA's CPU backend.
 
 Profiling the training step on the 2-core development CPU
-(``benchmarks/RESULTS.md``) showed two slow spots in the straightforward Flax
-layers; each is replaced here by the same function computed another way:
+(``benchmarks/RESULTS.md``) showed where the straightforward Flax layers
+(``nn.Conv``, ``nn.max_pool``) lose time: a convolution with few input
+channels runs at a small fraction of the machine's speed in XLA (its input
+patches are tiny matrices), ``nn.max_pool``'s gradient (``select_and_scatter``)
+costs more than the convolutions, and YNNPACK, which XLA picks for the kernel
+gradient (a convolution over the batch), is slower here than XLA's Eigen path.
 
-* a convolution with one input channel (Fashion-MNIST's first layer) runs at
-  a small fraction of the machine's speed as ``lax.conv_general_dilated``, and
-  its kernel gradient is slower still. :func:`conv_pool_few_channels` sums the
-  shifted input windows times the kernel taps (one fused elementwise loop) and
-  computes the kernel gradient as one contraction of the gathered windows with
-  the output gradient. It includes the bias and the max-pool: XLA fuses the
-  unrolled sum into every consumer of its result and recomputes it there, so
-  the sum must have exactly one consumer, the pooling reduction.
-* ``nn.max_pool``'s gradient (``select_and_scatter``) costs more than the
-  convolutions; :func:`max_pool_2x2` records the position of each window's
-  maximum in the forward pass (one variadic reduction) and routes the gradient
-  there elementwise.
+:func:`conv_pool_space_to_depth` computes ``max_pool_2x2(conv5x5(x) + b)`` as a
+3x3 convolution on space-to-depth images (each 2x2 block of pixels becomes
+one pixel with 4x the channels). Its output channels come in four groups, one
+per position of the pooling window, so the pool is a max over groups: no
+windowed reduction and no ``select_and_scatter``. The kernel gradient is
+computed over batch chunks of 16 images, which keeps it on the Eigen path.
 
-Both give the gradient of a window to its first maximum in row-major order,
-as ``nn.max_pool`` does; values agree with the stock layers up to float
+The pool's gradient goes to each window's first maximum in row-major order,
+as ``nn.max_pool``'s does; values agree with the stock layers up to float
 rounding (``tests/test_layers.py``).
 """
 
@@ -26,7 +24,6 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
@@ -39,126 +36,76 @@ def xla_conv(images: jax.Array, kernel: jax.Array) -> jax.Array:
     )
 
 
-def _taps_forward(images: jax.Array, kernel: jax.Array) -> jax.Array:
-    size, _, in_channels, _ = kernel.shape
-    out_h, out_w = images.shape[1] - size + 1, images.shape[2] - size + 1
-    out = None
-    for i in range(size):
-        for j in range(size):
-            window = images[:, i : i + out_h, j : j + out_w, :]
-            for c in range(in_channels):
-                term = window[..., c : c + 1] * kernel[i, j, c]
-                out = term if out is None else out + term
-    return out
+def _space_to_depth(images: jax.Array) -> jax.Array:
+    """(n, 2p, 2q, c) -> (n, p, q, 4c), channel index (row parity, column parity, c)."""
+    n, h, w, c = images.shape
+    blocks = images.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+    return blocks.reshape(n, h // 2, w // 2, 4 * c)
 
 
-def _window_indices(size: int, height: int, width: int) -> np.ndarray:
-    """(taps, out_h * out_w): the flat input position each kernel tap reads."""
-    out_h, out_w = height - size + 1, width - size + 1
-    rows, cols = np.meshgrid(np.arange(out_h), np.arange(out_w), indexing="ij")
-    taps = [(i, j) for i in range(size) for j in range(size)]
-    return np.stack([((rows + i) * width + cols + j).ravel() for i, j in taps])
+def _space_to_depth_kernel(kernel: jax.Array) -> jax.Array:
+    """A 5x5 kernel as the 3x3 kernel that acts on space-to-depth images.
 
-
-def _kernel_gradient(images: jax.Array, grad_out: jax.Array, size: int) -> jax.Array:
-    """d(loss)/d(kernel) of a VALID, stride-1 convolution, from its output gradient."""
-    batch, height, width, in_channels = images.shape
-    out_channels = grad_out.shape[-1]
-    # All windows gathered at once in one loop (slicing them one by one and
-    # stacking costs several times more on CPU), then one contraction.
-    flat = images.transpose(0, 3, 1, 2).reshape(batch, in_channels, height * width)
-    windows = flat[:, :, _window_indices(size, height, width).astype(np.int32)]
-    grad_kernel = jnp.einsum(
-        "nctp,npo->cto", windows, grad_out.reshape(batch, -1, out_channels)
-    )
-    grad_kernel = grad_kernel.reshape(in_channels, size, size, out_channels)
-    return grad_kernel.transpose(1, 2, 0, 3)
-
-
-def _pool_with_position(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """2x2 max-pool and the position (0-3, row-major) of each window's first max."""
-    n, h, w, c = x.shape
-    windows = x[:, : h - h % 2, : w - w % 2, :].reshape(n, h // 2, 2, w // 2, 2, c)
-    iota = lambda axis: lax.broadcasted_iota(jnp.int8, windows.shape, axis)
-    position = 2 * iota(2) + iota(4)
-
-    def first_max(a, b):
-        (value_a, position_a), (value_b, position_b) = a, b
-        take_b = (value_b > value_a) | (
-            (value_b == value_a) & (position_b < position_a)
-        )
-        return (
-            jnp.where(take_b, value_b, value_a),
-            jnp.where(take_b, position_b, position_a),
-        )
-
-    lowest = jnp.array(-jnp.inf, x.dtype)
-    return lax.reduce((windows, position), (lowest, jnp.int8(4)), first_max, (2, 4))
-
-
-def _unpool(grad_out: jax.Array, position: jax.Array, shape) -> jax.Array:
-    """The gradient of the pool's input: each window's to its recorded position."""
-    n, h2, w2, c = grad_out.shape
-    rows = [
-        jnp.stack([jnp.where(position == 2 * i + j, grad_out, 0) for j in range(2)], 3)
-        for i in range(2)
-    ]
-    grad = jnp.stack(rows, axis=2).reshape(n, 2 * h2, 2 * w2, c)
-    pad = ((0, 0), (0, shape[1] - 2 * h2), (0, shape[2] - 2 * w2), (0, 0))
-    return jnp.pad(grad, pad)
-
-
-@jax.custom_vjp
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2 max-pool with stride 2 (VALID: an odd last row or column is dropped).
-
-    Equal to ``nn.max_pool(x, (2, 2), strides=(2, 2))``, gradient included.
+    Output channel (di, dj, o) computes the convolution at the output pixel
+    (2a + di, 2b + dj); its taps sit at offset (di, dj) in a 6x6 window.
     """
-    return _pool_with_position(x)[0]
+    _, _, in_channels, out_channels = kernel.shape
+    padded = jnp.pad(kernel, ((1, 1), (1, 1), (0, 0), (0, 0)))  # 7x7
+    shifted = [
+        padded[1 - di : 7 - di, 1 - dj : 7 - dj]  # 6x6: tap (2p + r, 2q + s)
+        .reshape(3, 2, 3, 2, in_channels, out_channels)
+        .transpose(0, 2, 1, 3, 4, 5)
+        .reshape(3, 3, 4 * in_channels, out_channels)
+        for di in range(2)
+        for dj in range(2)
+    ]
+    return jnp.stack(shifted, axis=-2).reshape(3, 3, 4 * in_channels, 4 * out_channels)
 
 
-def _max_pool_fwd(x):
-    pooled, position = _pool_with_position(x)
-    return pooled, (position, x.shape)
+def _first_max_mask(groups: jax.Array) -> jax.Array:
+    """True at the first maximum along axis 3 (size 4), False elsewhere."""
+    largest = groups.max(axis=3, keepdims=True)
+    taken = jnp.zeros_like(largest, dtype=bool)
+    masks = []
+    for position in range(groups.shape[3]):
+        is_max = groups[:, :, :, position : position + 1] == largest
+        masks.append(is_max & ~taken)
+        taken = taken | is_max
+    return jnp.concatenate(masks, axis=3)
 
 
-def _max_pool_bwd(residuals, grad_out):
-    position, shape = residuals
-    return (_unpool(grad_out, position, shape),)
-
-
-max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
+def _conv_pool_s2d_parts(images, kernel):
+    """The convolution, (n, rows, cols, 4, out_channels): one group per window position."""
+    n, h, w, _ = images.shape
+    rows, cols = (h - 4) // 2, (w - 4) // 2  # pooled output size
+    s2d = _space_to_depth(images[:, : 2 * rows + 4, : 2 * cols + 4])
+    conv = xla_conv(s2d, _space_to_depth_kernel(kernel))
+    return conv.reshape(n, rows, cols, 4, kernel.shape[-1])
 
 
 @jax.custom_vjp
-def conv_pool_few_channels(
+def conv_pool_space_to_depth(
     images: jax.Array, kernel: jax.Array, bias: jax.Array
 ) -> jax.Array:
-    """``max_pool_2x2(conv(images, kernel) + bias)`` for few input channels.
+    """``max_pool_2x2(conv(images, kernel) + bias)`` for a 5x5 VALID kernel.
 
-    The convolution is VALID and stride 1, NHWC with an HWIO kernel; fast when
-    ``in_channels`` is small (the sum is unrolled over ``kh * kw * in_channels``
-    terms).
+    Computed on space-to-depth images: the 5x5 convolution becomes a 3x3 one
+    with 4x the input and output channels, each output channel group holding
+    one position of the 2x2 pooling window, so the pool is a max over groups.
     """
-    return _pool_with_position(_taps_forward(images, kernel) + bias)[0]
+    return _conv_pool_s2d_parts(images, kernel).max(axis=3) + bias
 
 
-def _conv_pool_fwd(images, kernel, bias):
-    conv = _taps_forward(images, kernel) + bias
-    pooled, position = _pool_with_position(conv)
-    return pooled, (images, kernel, position, conv.shape)
+def _conv_pool_s2d_fwd(images, kernel, bias):
+    groups = _conv_pool_s2d_parts(images, kernel)
+    return groups.max(axis=3) + bias, (images, kernel, groups)
 
 
-def _conv_pool_bwd(residuals, grad_out):
-    images, kernel, position, conv_shape = residuals
-    grad_conv = _unpool(grad_out, position, conv_shape)
-    # The input gradient (unused for a first layer, and then removed by XLA).
-    _, input_vjp = jax.vjp(lambda x: xla_conv(x, kernel), images)
-    return (
-        input_vjp(grad_conv)[0],
-        _kernel_gradient(images, grad_conv, kernel.shape[0]),
-        grad_conv.sum(axis=(0, 1, 2)),
-    )
+def _conv_pool_s2d_bwd(residuals, grad_out):
+    images, kernel, groups = residuals
+    grad_groups = jnp.where(_first_max_mask(groups), grad_out[:, :, :, None], 0)
+    _, conv_vjp = jax.vjp(lambda x, k: _conv_pool_s2d_parts(x, k), images, kernel)
+    return (*conv_vjp(grad_groups), grad_out.sum(axis=(0, 1, 2)))
 
 
-conv_pool_few_channels.defvjp(_conv_pool_fwd, _conv_pool_bwd)
+conv_pool_space_to_depth.defvjp(_conv_pool_s2d_fwd, _conv_pool_s2d_bwd)
