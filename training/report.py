@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from phs_optax_training import presets
+from phs_optax_training.config import EXTENSION_DEFAULTS
 
 # (preset name, goal reading or "") -> seed -> summary.json contents
 Runs = dict[tuple[str, str], dict[int, dict]]
@@ -321,12 +322,6 @@ def ablation_table(
 # ----------------------------------------------------------------- beyond
 
 
-_OPTION_NAMES = (
-    "deadline", "on_deadline", "goal_patience", "goal_decay", "release_after",
-    "release_energy", "max_releases", "kick_energy", "kick_direction", "kick_seed",
-)  # fmt: skip
-
-
 def variant_of(config: dict) -> str:
     """``PHS``, ``goal`` (the paper's method) or the options beyond it, e.g.
     ``release_after=937, kick_energy=0.05`` or ``brake on validation``."""
@@ -334,8 +329,8 @@ def variant_of(config: dict) -> str:
         return "PHS"
     parts = [
         f"{name}={config[name]}"
-        for name in _OPTION_NAMES
-        if config.get(name) not in (None, "brake", "momentum")
+        for name, default in EXTENSION_DEFAULTS.items()
+        if config.get(name, default) != default
     ]
     trigger = config.get("brake_trigger", "goal")
     if trigger == "validation":
