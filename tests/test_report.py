@@ -93,6 +93,16 @@ def test_figure3_and_figure1_are_written(folder, tmp_path_factory):
     assert figures.figure1(grid, out / "f1.png").stat().st_size
 
 
+def test_figure3_plots_a_chosen_pair_and_refuses_an_unknown_one(folder, tmp_path):
+    argv = ["figure3", "--table2", str(folder), "--out", str(tmp_path / "f.png")]
+    assert figures.main([*argv, "--pair", "table2:0.1,0.1,10"]) == 0
+    assert (tmp_path / "f.png").stat().st_size
+    assert figures.main([*argv, "--pair", "table2:0.1,0.1,11"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        figures.main([*argv, "--pair", "table2:0.1"])
+    assert exit_info.value.code == 2
+
+
 def test_report_of_a_missing_folder_is_a_one_line_error(tmp_path, capsys):
     assert report.main(["table", str(tmp_path / "nothing")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

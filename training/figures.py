@@ -73,19 +73,32 @@ def _plot_runs(axes, folder: Path, names: list[str], color: str, label: str) -> 
 
 
 def figure3(
-    folders: dict[str, Path], reading: str, out: Path, title_suffix: str = ""
+    folders: dict[str, Path],
+    reading: str,
+    out: Path,
+    title_suffix: str = "",
+    pairs: Sequence[tuple[str, float, float, float]] = FIGURE3_PANELS,
 ) -> Path:
-    """One panel per Figure 3 configuration found in ``folders`` (table -> folder)."""
+    """One panel per pair (table, alpha, friction, mass) found in ``folders``
+    (table -> folder); by default the paper's Figure 3 configurations."""
     panels = []
-    for table, lr, friction, mass in FIGURE3_PANELS:
+    for table, lr, friction, mass in pairs:
         if table not in folders:
             continue
         pair = next(
-            p
-            for p in presets.pairs(table)
-            if (p.goal.learning_rate, p.goal.friction, p.goal.mass)
-            == (lr, friction, mass)
+            (
+                p
+                for p in presets.pairs(table)
+                if (p.goal.learning_rate, p.goal.friction, p.goal.mass)
+                == (lr, friction, mass)
+            ),
+            None,
         )
+        if pair is None:
+            raise ValueError(
+                f"{table} has no pair alpha={lr:g}, friction={friction:g}, "
+                f"mass={mass:g}; see its presets"
+            )
         runs = _run_dirs(folders[table])
         goal = presets.goal_for(pair.goal, reading)
         phs_names = [
@@ -192,6 +205,19 @@ def figure1(folder: Path, out: Path, metric: str = "final_test_accuracy") -> Pat
     return out
 
 
+def _pair_argument(text: str) -> tuple[str, float, float, float]:
+    table, _, numbers = text.partition(":")
+    try:
+        lr, friction, mass = (float(x) for x in numbers.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not TABLE:ALPHA,FRICTION,MASS, e.g. table1:0.1,0.01,100"
+        ) from None
+    if table not in ("table1", "table2"):
+        raise argparse.ArgumentTypeError(f"table {table!r} is not table1 or table2")
+    return table, lr, friction, mass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m phs_optax_training.figures")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +225,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     fig3.add_argument("--table2", help="sweep folder with Table 2 runs")
     fig3.add_argument("--table1", help="sweep folder with Table 1 runs")
     fig3.add_argument("--reading", default="remaining", choices=presets.READINGS)
+    fig3.add_argument(
+        "--pair",
+        action="append",
+        type=_pair_argument,
+        help="TABLE:ALPHA,FRICTION,MASS of a panel (repeatable); "
+        "default: the paper's Figure 3 panels",
+    )
     fig3.add_argument("--out", required=True)
     fig1 = commands.add_parser("figure1", help="PHS mass x friction heat map")
     fig1.add_argument("folder")
@@ -216,7 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for table, folder in (("table1", args.table1), ("table2", args.table2))
                 if folder
             }
-            print(figure3(folders, args.reading, Path(args.out)))
+            pairs = tuple(args.pair) if args.pair else FIGURE3_PANELS
+            print(figure3(folders, args.reading, Path(args.out), pairs=pairs))
         else:
             print(figure1(Path(args.folder), Path(args.out), args.metric))
     except ValueError as error:
