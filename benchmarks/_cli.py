@@ -8,13 +8,19 @@ from collections.abc import Iterable
 CASE_NAMES = ("fmnist-64", "cifar-64", "fmnist-256")
 
 
-def parse_args(cases: Iterable[str] = CASE_NAMES) -> argparse.Namespace:
+def parse_args(
+    cases: Iterable[str] = CASE_NAMES, devices: Iterable[str] = ("default",)
+) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("what", choices=["step", "epoch"])
     parser.add_argument("--case", choices=sorted(cases), default="fmnist-64")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--num_examples", type=int, default=60_000)
-    parser.add_argument("--data_dir", default=None, help="local Fashion-MNIST files")
+    parser.add_argument(
+        "--dataset", choices=["fashion_mnist", "cifar10"], default="fashion_mnist"
+    )
+    parser.add_argument("--data_dir", default=None, help="local dataset files")
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--device", choices=list(devices), default=list(devices)[0])
     return parser.parse_args()

@@ -1,26 +1,89 @@
 #!/usr/bin/env bash
-# The GPU path, in one go (prepared for a lent GPU machine without network:
-# jax with CUDA, flax, optax and chex installed; no tensorflow-datasets, no torch).
+# The GPU path, in one go, for a lent GPU machine without network (jax with
+# CUDA, flax, optax, chex and PyTorch installed; no tensorflow-datasets).
 #
-# Before: copy the Fashion-MNIST idx files into an ignored folder of the repo
-#   mkdir -p device-data && cp /usr/share/datasets/fashion-mnist/* device-data/
+# Before, here: copy the data into an ignored folder of the repository
+#   mkdir -p device-data/fashion-mnist
+#   cp /usr/share/datasets/fashion-mnist/* device-data/fashion-mnist/
+#   cp ../shared/data/cifar10-jpeg.tar.gz device-data/
 #   echo /device-data/ >> .git/info/exclude
 # and carry `device-data` to the machine. Then, on it:
-#   bash benchmarks/gpu.sh > "$OUT/gpu.txt" 2>&1
+#   bash benchmarks/gpu.sh bench                 # steps, optimizer, epochs, vmapped sweep
+#   bash benchmarks/gpu.sh table2 EPOCHS BATCH   # Table 2, 3 seeds, both readings, timed
+# Output: one JSON line per measurement on stdout (and in $OUT/gpu-*.jsonl when
+# $OUT is set); the sweep's folder as $OUT/table2-*.tar.gz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD/build-gpu:${PYTHONPATH:-}"
+PYTHON=${PYTHON:-python3}
+TORCH_DEVICE=${TORCH_DEVICE:-cuda}
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
 # The packages under their installed names, without pip (no network there).
 mkdir -p build-gpu
 ln -sfn "$PWD/phs_optax" build-gpu/phs_optax
 ln -sfn "$PWD/models" build-gpu/phs_optax_models
 ln -sfn "$PWD/training" build-gpu/phs_optax_training
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-python -c "import jax; print(jax.__version__, jax.devices())"
-for case in fmnist-64 cifar-64 fmnist-256; do
-    timeout 120 python benchmarks/jax_project.py step --case="$case" --steps=200 --repeats=5
-done
-timeout 120 python benchmarks/optimizer_cost.py --repeats=5
-timeout 200 python benchmarks/jax_project.py epoch --repeats=3 --data_dir=device-data
-timeout 200 python benchmarks/sweep_throughput.py --configs=1,4,20 --steps=100 --repeats=5 \
-    --data_dir=device-data
+export PYTHONPATH="$PWD/build-gpu:$PWD/benchmarks:${PYTHONPATH:-}"
+export PHS_OPTAX_CACHE=/tmp/phs-cache PYTHONUNBUFFERED=1
+FMNIST=device-data/fashion-mnist
+CIFAR=device-data/cifar10-jpeg.tar.gz
+
+# Runs one measurement with a time limit; its JSON line (or the failure) is kept.
+measure() {
+    local limit=$1 log=$2
+    shift 2
+    local start=$SECONDS
+    if ! timeout "$limit" "$@" >>"$log"; then
+        echo "{\"failed\": \"$*\"}" >>"$log"
+    fi
+    echo "# $((SECONDS - start)) s: $*" >&2
+}
+
+bench() {
+    local log="$OUT/gpu-bench.jsonl"
+    : >"$log"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >&2
+    $PYTHON -c "import jax, flax, optax, torch; print(jax.__version__, flax.__version__, \
+optax.__version__, torch.__version__, jax.devices())" >&2
+    for case in fmnist-64 cifar-64 fmnist-256; do
+        measure 90 "$log" $PYTHON benchmarks/jax_project.py step --case="$case" \
+            --steps=300 --repeats=5
+        measure 90 "$log" $PYTHON benchmarks/torch_reference.py step --case="$case" \
+            --steps=300 --repeats=5 --device="$TORCH_DEVICE"
+    done
+    measure 90 "$log" $PYTHON benchmarks/optimizer_cost.py --repeats=5
+    measure 120 "$log" $PYTHON benchmarks/jax_project.py epoch --repeats=3 \
+        --data_dir="$FMNIST"
+    measure 120 "$log" $PYTHON benchmarks/torch_reference.py epoch --repeats=3 \
+        --data_dir="$FMNIST" --device="$TORCH_DEVICE"
+    # CIFAR-10: the first reader decodes the JPEGs into the cache, timed apart.
+    measure 150 "$log" $PYTHON -c "import time; from phs_optax_training import data; \
+t = time.perf_counter(); data.load_dataset('cifar10', '$CIFAR'); \
+print('{\"cifar10_decode_seconds\": %.1f}' % (time.perf_counter() - t))"
+    measure 120 "$log" $PYTHON benchmarks/jax_project.py epoch --repeats=3 \
+        --dataset=cifar10 --data_dir="$CIFAR"
+    measure 120 "$log" $PYTHON benchmarks/torch_reference.py epoch --repeats=3 \
+        --dataset=cifar10 --data_dir="$CIFAR" --device="$TORCH_DEVICE"
+    measure 150 "$log" $PYTHON benchmarks/sweep_throughput.py --json \
+        --configs=1,4,20,48 --steps=200 --repeats=5 --data_dir="$FMNIST"
+    cat "$log"
+}
+
+table2() {
+    local epochs=${1:-20} batch=${2:-64}
+    local name="table2-batch${batch}-${epochs}epochs"
+    local workdir="/tmp/$name" log="$OUT/gpu-$name.jsonl"
+    : >"$log"
+    for reading in remaining reduction; do
+        local start=$SECONDS
+        $PYTHON -m phs_optax_training.sweep --sweep="table2-$reading" --seeds=0,1,2 \
+            --num_epochs="$epochs" --batch_size="$batch" --data_dir="$FMNIST" \
+            --workdir="$workdir" >/dev/null
+        echo "{\"sweep\": \"table2-$reading\", \"epochs\": $epochs, \"batch_size\": \
+$batch, \"seeds\": 3, \"exit\": $?, \"seconds\": $((SECONDS - start))}" >>"$log"
+    done
+    tar -czf "$OUT/$name.tar.gz" -C /tmp "$name"
+    cat "$log"
+}
+
+"$@"

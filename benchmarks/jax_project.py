@@ -8,7 +8,7 @@
 set by a shuffled index, goal_phs with the default flags, loss and accuracy
 accumulated on the device), on random data of the case's shape.
 ``epoch``: ``train_lib.train_and_evaluate`` on Fashion-MNIST (official files)
-for ``1 + repeats`` epochs: the first epoch's wall time includes compilation;
+or CIFAR-10 (``--dataset``) for ``1 + repeats`` epochs: the first epoch's wall time includes compilation;
 the others are the steady state (training epoch, full test evaluation, metrics
 written), read from ``metrics.jsonl``. Each prints one JSON line.
 """
@@ -74,9 +74,14 @@ def step_throughput(case: str, steps: int, repeats: int, num_examples: int) -> d
     return {"case": case, "images_per_second": rates}
 
 
-def epoch_end_to_end(data_dir: str | None, batch_size: int, repeats: int) -> dict:
+def epoch_end_to_end(
+    dataset: str, data_dir: str | None, batch_size: int, repeats: int
+) -> dict:
     config = TrainConfig(
-        batch_size=batch_size, num_epochs=1 + repeats, data_dir=data_dir
+        dataset=dataset,
+        batch_size=batch_size,
+        num_epochs=1 + repeats,
+        data_dir=data_dir,
     )
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
@@ -99,7 +104,10 @@ def main() -> None:
     if args.what == "step":
         result = step_throughput(args.case, args.steps, args.repeats, args.num_examples)
     else:
-        result = epoch_end_to_end(args.data_dir, args.batch_size, args.repeats)
+        result = epoch_end_to_end(
+            args.dataset, args.data_dir, args.batch_size, args.repeats
+        )
+        result["dataset"] = args.dataset
     result["device"] = jax.devices()[0].device_kind
     result["device_count"] = jax.device_count()
     result["jax"] = jax.__version__

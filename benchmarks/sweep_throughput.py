@@ -29,6 +29,8 @@ def measure(
         for c in sweep.named_sweep("table2-remaining", [0, 1, 2], base)
         if c.optimizer != "sgd"
     ]
+    if num_configs > len(rows):
+        raise SystemExit(f"--configs: at most {len(rows)} configurations, not {num_configs}")
     configs = rows[:num_configs]
     program = sweep._compile_group("phs", base, dataset)
     hyperparams = {
