@@ -30,7 +30,9 @@ def measure(
         if c.optimizer != "sgd"
     ]
     if num_configs > len(rows):
-        raise SystemExit(f"--configs: at most {len(rows)} configurations, not {num_configs}")
+        raise SystemExit(
+            f"--configs: at most {len(rows)} configurations, not {num_configs}"
+        )
     configs = rows[:num_configs]
     program = sweep._compile_group("phs", base, dataset)
     hyperparams = {
