@@ -329,10 +329,14 @@ def test_beyond_sweeps_pair_each_goal_row_with_its_option_variants():
             assert options["release_after"] == 60_000 // 64
 
 
-def test_beyond_table1_counts_deadline_and_patience_in_cifar_epochs():
-    base = TrainConfig(num_epochs=20, batch_size=64)
+@pytest.mark.parametrize("num_epochs", [20, 60])
+def test_beyond_table1_counts_patience_in_cifar_epochs_and_the_deadline_at_half_the_run(
+    num_epochs,
+):
+    base = TrainConfig(num_epochs=num_epochs, batch_size=64)
     configs = sweep.named_sweep("beyond-table1", [0], base)
     options = [extension_options(c) for c in configs]
-    assert {"deadline": 10 * 781, "on_deadline": "restore_best"} in options
+    deadline = num_epochs // 2 * 781
+    assert {"deadline": deadline, "on_deadline": "restore_best"} in options
     assert {"goal_patience": 781, "goal_decay": 0.9} in options
     assert all(c.dataset == "cifar10" and c.optimizer == "goal_phs" for c in configs)
