@@ -329,6 +329,23 @@ def test_beyond_sweeps_pair_each_goal_row_with_its_option_variants():
             assert options["release_after"] == 60_000 // 64
 
 
+def test_beyond_sweep_runs_only_the_variants_asked_for():
+    base = TrainConfig(num_epochs=20, batch_size=64)
+    configs = sweep.named_sweep("beyond-table1", [0], base, variants=["deadline"])
+    options = [extension_options(c) for c in configs]
+    assert sum(not o for o in options) == len(presets.pairs("table1"))
+    assert all("deadline" in o for o in options if o)
+    assert len(configs) == 2 * len(presets.pairs("table1"))
+
+
+def test_beyond_sweep_rejects_an_unknown_variant_by_name():
+    base = TrainConfig(num_epochs=20, batch_size=64)
+    with pytest.raises(ValueError, match="unknown variant.*nope.*deadline, adapt"):
+        sweep.named_sweep("beyond-table1", [0], base, variants=["nope"])
+    with pytest.raises(ValueError, match="beyond"):
+        sweep.named_sweep("table1", [0], base, variants=["deadline"])
+
+
 @pytest.mark.parametrize("num_epochs", [20, 60])
 def test_beyond_table1_counts_patience_in_cifar_epochs_and_the_deadline_at_half_the_run(
     num_epochs,

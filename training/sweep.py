@@ -727,10 +727,21 @@ def steps_per_epoch(base: TrainConfig, dataset: str) -> int:
 
 
 def beyond_configs(
-    table: str, seeds: Sequence[int], base: TrainConfig
+    table: str,
+    seeds: Sequence[int],
+    base: TrainConfig,
+    variants: Sequence[str] | None = None,
 ) -> list[TrainConfig]:
     """The paper's goal rows of ``table`` (goal read as the table's default
-    reading), each plain and with every option set of BEYOND_VARIANTS[table]."""
+    reading), each plain and with the option sets of BEYOND_VARIANTS[table]
+    named in ``variants`` (default: all)."""
+    known = BEYOND_VARIANTS[table]
+    unknown = sorted(set(variants or ()) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown variant(s) {', '.join(unknown)} of beyond-{table}; "
+            f"choose from {', '.join(known)}"
+        )
     reading = presets.DEFAULT_GOAL_READING[table]
     goal_rows = [
         c
@@ -739,7 +750,8 @@ def beyond_configs(
     ]
     epoch = steps_per_epoch(base, presets.DATASETS[table])
     configs = list(goal_rows)
-    for options in BEYOND_VARIANTS[table].values():
+    for variant in known if variants is None else variants:
+        options = known[variant]
         values = {
             name: _in_updates(value, epoch, base.num_epochs)
             if name in _OPTIONS_IN_EPOCHS
@@ -768,7 +780,10 @@ def named_sweep(
     base: TrainConfig,
     reference: str | Path | None = None,
     reading: str = "remaining",
+    variants: Sequence[str] | None = None,
 ) -> list[TrainConfig]:
+    if variants is not None and not name.startswith("beyond-"):
+        raise ValueError(f"--variants applies to the beyond-* sweeps, not {name}")
     if name == "ablation":
         if reference is None:
             raise ValueError("--sweep=ablation needs --reference=<table2 sweep folder>")
@@ -782,7 +797,7 @@ def named_sweep(
     if name == "protocol":
         return protocol_configs(seeds, base)
     if name.startswith("beyond-"):
-        return beyond_configs(name.removeprefix("beyond-"), seeds, base)
+        return beyond_configs(name.removeprefix("beyond-"), seeds, base, variants)
     raise ValueError(f"unknown sweep {name!r}; choose one of {', '.join(NAMED_SWEEPS)}")
 
 
@@ -862,6 +877,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=presets.READINGS,
         help="ablation: the goal reading of the reference goal runs",
     )
+    parser.add_argument(
+        "--variants",
+        help="beyond-* sweeps: comma-separated option sets to run (default all: "
+        + "; ".join(f"{t}: {', '.join(v)}" for t, v in BEYOND_VARIANTS.items())
+        + ")",
+    )
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--num_workers", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -884,7 +905,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
-        configs = named_sweep(args.sweep, seeds, base, args.reference, args.reading)
+        variants = None if args.variants is None else args.variants.split(",")
+        configs = named_sweep(
+            args.sweep, seeds, base, args.reference, args.reading, variants
+        )
         if args.processes > 1:
             _run_workers(list(sys.argv[1:] if argv is None else argv), args.processes)
         run_sweep(
