@@ -68,3 +68,21 @@ def test_compute_limit_uses_the_issue_flop_count():
     assert compare.training_flops_per_image("fmnist-64") / 1e6 == pytest.approx(
         1.69, abs=0.01
     )
+
+
+def test_scalar_state_benchmark_packs_the_same_values_as_separate_fields():
+    jnp = pytest.importorskip("jax.numpy")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from scalar_state_cost import with_scalar_fields
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    params = {"w": jnp.ones(3)}
+    separate = with_scalar_fields(4, packed=False)
+    packed = with_scalar_fields(4, packed=True)
+    separate_state, packed_state = separate.init(params), packed.init(params)
+    for loss in (2.5, 0.5, 3.0):
+        value = jnp.float32(loss)
+        _, separate_state = separate.update(params, separate_state, params, value=value)
+        _, packed_state = packed.update(params, packed_state, params, value=value)
+    assert jnp.array_equal(jnp.stack(separate_state[1]), packed_state[1])

@@ -1,0 +1,95 @@
+"""What goal_phs's scalar state costs per update: separate fields vs one array.
+
+    python benchmarks/scalar_state_cost.py --repeats=7
+
+goal_phs's state keeps its bookkeeping (friction in force, initial loss, braked
+flag, brake step, monitored loss, ...) as separate scalar fields of a
+NamedTuple. XLA on CPU has no multi-output fusion, so every scalar field that
+changes in an update is its own small kernel (thunk), run one after another.
+This measures that cost on LeNet-5, as in ``optimizer_cost.py`` (update +
+``apply_updates``, many steps in one jitted loop, median over repeats):
+optax's momentum alone, the same plus ``K`` scalar fields each updated from the
+loss, and the same plus one ``float32[K]`` array carrying the same values, next
+to goal_phs itself. Prints one JSON line per variant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+import jax
+import jax.numpy as jnp
+import optax
+from optimizer_cost import optimizers, pytrees, seconds_per_step
+
+FIELDS = (1, 4, 8, 12)
+
+
+def _fields_update(fields: tuple, loss: jax.Array) -> tuple:
+    # Each field depends on the loss and on its neighbour, as the goal logic's
+    # fields depend on each other, so XLA can neither hoist nor merge them.
+    previous = (loss, *fields[:-1])
+    return tuple(
+        jnp.where(before < field, before, field + loss)
+        for before, field in zip(previous, fields, strict=True)
+    )
+
+
+def with_scalar_fields(
+    count: int, packed: bool
+) -> optax.GradientTransformationExtraArgs:
+    """optax's momentum plus ``count`` scalars, separate or in one array."""
+    momentum = optax.sgd(0.01, momentum=0.9)
+
+    def init_fn(params):
+        scalars = jnp.arange(count, dtype=jnp.float32) + 1.0
+        return momentum.init(params), (
+            scalars if packed else tuple(jnp.array(s) for s in scalars)
+        )
+
+    def update_fn(updates, state, params=None, *, value, **extra_args):
+        del extra_args
+        updates, inner = momentum.update(updates, state[0], params)
+        scalars = state[1]
+        if packed:  # the same recurrence along the array, in one fusion
+            previous = jnp.concatenate([value[None], scalars[:-1]])
+            scalars = jnp.where(previous < scalars, previous, scalars + value)
+        else:
+            scalars = _fields_update(scalars, value)
+        return updates, (inner, scalars)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    params = pytrees()["lenet5 (44,426)"]
+    variants = {"optax.sgd(momentum=0.9)": optimizers()["optax.sgd(momentum=0.9)"]}
+    for count in FIELDS:
+        variants[f"+ {count} scalar fields"] = with_scalar_fields(count, packed=False)
+    variants[f"+ float32[{FIELDS[-1]}] array"] = with_scalar_fields(
+        FIELDS[-1], packed=True
+    )
+    variants["goal_phs"] = optimizers()["goal_phs"]
+    baseline = None
+    for name, tx in variants.items():
+        median = statistics.median(seconds_per_step(tx, params, 20, 100, args.repeats))
+        baseline = baseline or median
+        print(
+            json.dumps(
+                {
+                    "variant": name,
+                    "microseconds": median * 1e6,
+                    "ratio": median / baseline,
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
