@@ -10,8 +10,9 @@
 # and carry `device-data` to the machine. Then, on it:
 #   bash benchmarks/gpu.sh bench                 # steps, optimizer, epochs, vmapped sweep
 #   bash benchmarks/gpu.sh table2 EPOCHS BATCH   # Table 2, 3 seeds, both readings, timed
+#   bash benchmarks/gpu.sh table1 EPOCHS BATCH   # Table 1 (CIFAR-10), 3 seeds, timed
 # Output: one JSON line per measurement on stdout (and in $OUT/gpu-*.jsonl when
-# $OUT is set); the sweep's folder as $OUT/table2-*.tar.gz.
+# $OUT is set); a sweep's folder as $OUT/table{1,2}-*.tar.gz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -52,6 +53,7 @@ optax.__version__, torch.__version__, jax.devices())" >&2
             --steps=300 --repeats=5 --device="$TORCH_DEVICE"
     done
     measure 90 "$log" $PYTHON benchmarks/optimizer_cost.py --repeats=5
+    measure 90 "$log" $PYTHON benchmarks/scalar_state_cost.py --repeats=5
     measure 120 "$log" $PYTHON benchmarks/jax_project.py epoch --repeats=3 \
         --data_dir="$FMNIST"
     measure 120 "$log" $PYTHON benchmarks/torch_reference.py epoch --repeats=3 \
@@ -69,21 +71,33 @@ print('{\"cifar10_decode_seconds\": %.1f}' % (time.perf_counter() - t))"
     cat "$log"
 }
 
-table2() {
-    local epochs=${1:-20} batch=${2:-64}
-    local name="table2-batch${batch}-${epochs}epochs"
+# Runs the named sweeps (3 seeds) into one folder, timed; tars it to $OUT.
+sweeps() {  # name data_dir epochs batch sweep...
+    local name=$1 data=$2 epochs=$3 batch=$4
+    shift 4
     local workdir="/tmp/$name" log="$OUT/gpu-$name.jsonl"
     : >"$log"
-    for reading in remaining reduction; do
+    for sweep in "$@"; do
         local start=$SECONDS
-        $PYTHON -m phs_optax_training.sweep --sweep="table2-$reading" --seeds=0,1,2 \
-            --num_epochs="$epochs" --batch_size="$batch" --data_dir="$FMNIST" \
+        $PYTHON -m phs_optax_training.sweep --sweep="$sweep" --seeds=0,1,2 \
+            --num_epochs="$epochs" --batch_size="$batch" --data_dir="$data" \
             --workdir="$workdir" >/dev/null
-        echo "{\"sweep\": \"table2-$reading\", \"epochs\": $epochs, \"batch_size\": \
+        echo "{\"sweep\": \"$sweep\", \"epochs\": $epochs, \"batch_size\": \
 $batch, \"seeds\": 3, \"exit\": $?, \"seconds\": $((SECONDS - start))}" >>"$log"
     done
     tar -czf "$OUT/$name.tar.gz" -C /tmp "$name"
     cat "$log"
+}
+
+table2() {
+    local epochs=${1:-20} batch=${2:-64}
+    sweeps "table2-batch${batch}-${epochs}epochs" "$FMNIST" "$epochs" "$batch" \
+        table2-remaining table2-reduction
+}
+
+table1() {
+    local epochs=${1:-60} batch=${2:-64}
+    sweeps "table1-batch${batch}-${epochs}epochs" "$CIFAR" "$epochs" "$batch" table1
 }
 
 "$@"
