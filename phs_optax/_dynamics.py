@@ -46,30 +46,6 @@ def damping_factor(
     return 1.0 - learning_rate * rate
 
 
-def braked_damping_factor(
-    braked: jax.Array,
-    learning_rate: jax.Array,
-    mass: jax.Array,
-    friction: jax.Array,
-    brake_factor: jax.Array,
-    integrator: str,
-    drag: str,
-) -> jax.Array:
-    """The damping factor of ``friction * (brake_factor if braked else 1)``.
-
-    Both factors are computed and one is selected, rather than one factor of a
-    selected friction: with constant hyperparameters XLA then folds both into
-    constants and the selection fuses into every leaf's update, where the
-    other order leaves a separate ``exp`` kernel before them. The values are
-    the same bit for bit (``friction * 1.0 == friction``)."""
-
-    def factor(friction_in_force: jax.Array) -> jax.Array:
-        rate = damping_rate(friction_in_force, mass, drag)
-        return damping_factor(learning_rate, rate, integrator)
-
-    return jnp.where(braked, factor(friction * brake_factor), factor(friction))
-
-
 def phs_step(
     grads: optax.Updates,
     momentum: optax.Updates,
@@ -79,16 +55,11 @@ def phs_step(
     friction: jax.Array,
     integrator: str,
     drag: str,
-    decay: jax.Array | None = None,
 ) -> tuple[optax.Updates, optax.Updates]:
-    """Returns ``(updates, new_momentum)`` for one step; scalars are float32.
-
-    ``decay``, if given, is the damping factor of ``friction`` computed by the
-    caller (see :func:`braked_damping_factor`)."""
-    if decay is None:
-        decay = damping_factor(
-            learning_rate, damping_rate(friction, mass, drag), integrator
-        )
+    """Returns ``(updates, new_momentum)`` for one step; scalars are float32."""
+    decay = damping_factor(
+        learning_rate, damping_rate(friction, mass, drag), integrator
+    )
     step_size = learning_rate / mass
 
     def new_leaf_momentum(g: jax.Array, p: jax.Array) -> jax.Array:

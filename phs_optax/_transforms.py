@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from phs_optax import _validation
-from phs_optax._dynamics import braked_damping_factor, phs_step
+from phs_optax._dynamics import phs_step
 
 ScalarOrSchedule = float | jax.Array | optax.Schedule
 
@@ -696,24 +696,14 @@ def goal_phs(
                 kick_key = jnp.where(release, next_key, kick_key)
 
         friction_in_force = _f32(friction) * jnp.where(braked, _f32(brake_factor), 1.0)
-        learning_rate_now = _learning_rate_at(learning_rate, count)
         updates, momentum = phs_step(
             updates,
             momentum,
-            learning_rate=learning_rate_now,
+            learning_rate=_learning_rate_at(learning_rate, count),
             mass=_f32(mass),
             friction=friction_in_force,
             integrator=integrator,
             drag=drag,
-            decay=braked_damping_factor(
-                braked,
-                learning_rate_now,
-                _f32(mass),
-                _f32(friction),
-                _f32(brake_factor),
-                integrator,
-                drag,
-            ),
         )
         if restore_best:
             restore = deadline_brake & jnp.isfinite(best_loss)
