@@ -6,7 +6,7 @@ goal_phs's state keeps its bookkeeping (friction in force, initial loss, braked
 flag, brake step, monitored loss, ...) as separate scalar fields of a
 NamedTuple. XLA's CPU backend (jaxlib 0.10.2) compiles each scalar field that
 changes in an update into its own small kernel (thunk), run one after
-another: goal_phs's compiled update has 9 more fusions and 2 more copies
+another: goal_phs's compiled update has 10 more fusions and 2 more copies
 than optax's momentum (count them in ``jax.jit(...).lower(...).compile()
 .as_text()``). This measures what that costs on LeNet-5, as in
 ``optimizer_cost.py`` (update + ``apply_updates``, many steps in one jitted

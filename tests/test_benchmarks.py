@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -10,6 +11,15 @@ from pathlib import Path
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def import_benchmark(name: str):
+    """A module of benchmarks/ (not a package), imported by file name."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
 
 
 def run_json(script: str, *args: str) -> list[dict]:
@@ -47,11 +57,7 @@ def test_torch_reference_step_benchmark_runs():
 
 def test_torch_reference_lenet_has_the_project_parameter_count():
     torch = pytest.importorskip("torch")
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from torch_reference import LeNet5
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    LeNet5 = import_benchmark("torch_reference").LeNet5
     for channels, size, expected in ((1, 28, 44_426), (3, 32, 62_006)):
         model = LeNet5(channels, size)
         assert sum(p.numel() for p in model.parameters()) == expected
@@ -59,11 +65,7 @@ def test_torch_reference_lenet_has_the_project_parameter_count():
 
 
 def test_compute_limit_uses_the_issue_flop_count():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import compare
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    compare = import_benchmark("compare")
     # About 1.7 MFLOP per 28x28 image, forward and backward.
     assert compare.training_flops_per_image("fmnist-64") / 1e6 == pytest.approx(
         1.69, abs=0.01
@@ -72,11 +74,7 @@ def test_compute_limit_uses_the_issue_flop_count():
 
 def test_scalar_state_benchmark_packs_the_same_values_as_separate_fields():
     jnp = pytest.importorskip("jax.numpy")
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        from scalar_state_cost import with_scalar_fields
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    with_scalar_fields = import_benchmark("scalar_state_cost").with_scalar_fields
     params = {"w": jnp.ones(3)}
     separate = with_scalar_fields(4, packed=False)
     packed = with_scalar_fields(4, packed=True)
