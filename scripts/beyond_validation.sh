@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Validation-triggered braking (issue 6, option 3) on a table's goal rows, the
-# "both" trigger (goal or validation, whichever comes first), and PHS with the
-# same held-out split as the paired reference.
+# "both" trigger (goal or validation, whichever comes first), and PHS and the
+# goal-oriented method with the same held-out split as paired references.
 # Two runs at a time, each pinned to one core. Skips runs with a summary.json.
 # Usage: bash scripts/beyond_validation.sh OUT_DIR "SEEDS" [EPOCHS] [TABLE] [KINDS]
 #   TABLE: table2 (default, Fashion-MNIST) or table1 (CIFAR-10, the JPEG copy
 #          in ../shared/data, or $CIFAR10_DATA_DIR)
-#   KINDS: any of "validation phs both" (default "validation phs")
+#   KINDS: any of "validation phs both goal" (default "validation phs")
 set -euo pipefail
 out=${1:?out dir}; seeds=${2:-"0 1 2"}; epochs=${3:-20}; table=${4:-table2}
 kinds=${5:-"validation phs"}
@@ -25,8 +25,8 @@ case $table in
      exit 2 ;;
 esac
 for kind in $kinds; do
-  case $kind in validation | phs | both) ;; *)
-    echo "beyond_validation.sh: KINDS are validation, phs, both; got $kind" >&2
+  case $kind in validation | phs | both | goal) ;; *)
+    echo "beyond_validation.sh: KINDS are validation, phs, both, goal; got $kind" >&2
     exit 2 ;;
   esac
 done
@@ -42,6 +42,7 @@ run() {  # core seed row kind
   local core=$1 seed=$2 row=$3 kind=$4 dir extra
   case $kind in
     phs) dir=$out/phs-holdout_${row/goal/phs}_s$seed; extra=(--optimizer=phs) ;;
+    goal) dir=$out/goal-holdout_${row}_s$seed; extra=(--brake_trigger=goal) ;;
     *) dir=$out/${kind}_${row}_s$seed; extra=(--brake_trigger="$kind") ;;
   esac
   [[ -f $dir/summary.json ]] && return 0
@@ -52,8 +53,14 @@ run() {  # core seed row kind
       --validation_patience=2 --checkpoint_every_epochs=1000 --max_checkpoints=1 \
       --plots=false --quiet --workdir="$dir" "${data[@]}" "${extra[@]}" >/dev/null
 }
+failed=0
 for ((i = 0; i < ${#jobs[@]}; i += 2)); do
-  run 0 ${jobs[i]} &
-  if ((i + 1 < ${#jobs[@]})); then run 1 ${jobs[i + 1]} & fi
-  wait
+  pids=()
+  run 0 ${jobs[i]} & pids+=($!)
+  if ((i + 1 < ${#jobs[@]})); then run 1 ${jobs[i + 1]} & pids+=($!); fi
+  for pid in "${pids[@]}"; do wait "$pid" || failed=$((failed + 1)); done
 done
+if ((failed)); then
+  echo "beyond_validation.sh: $failed of ${#jobs[@]} runs failed" >&2
+  exit 1
+fi

@@ -1,11 +1,13 @@
-"""What holding out a validation split costs PHS: held-out minus full-data runs.
+"""What holding out a validation split costs: held-out minus full-data runs.
 
     python scripts/holdout_cost.py results/beyond/validation-table1-batch64-60epochs \
         results/table1/batch64-60epochs
 
-Pairs every ``phs-holdout_*`` run of the first folder with the PHS run of the
-same (alpha, friction, mass, seed) in the second and prints the mean and
-sample std of the final test accuracy difference in points.
+Pairs every PHS (``phs-holdout_*``) and goal-oriented (``goal-holdout_*``) run
+of the first folder that held out a validation split with the run of the same
+optimizer, (alpha, friction, mass, goal) and seed in the second, trained on the
+full set, and prints per optimizer the mean and sample std of the final test
+accuracy difference in points.
 """
 
 from __future__ import annotations
@@ -20,18 +22,32 @@ from phs_optax_training import report
 def main(holdout_folder: str, full_folder: str) -> None:
     held_out = report.load_beyond_runs([holdout_folder])
     full = report.load_beyond_runs([full_folder])
-    diffs = []
-    for (lr, friction, mass, fraction, _goal, variant, seed), run in held_out.items():
-        reference = full.get((lr, friction, mass, 0.0, None, "PHS", seed))
-        if variant == "PHS" and fraction > 0 and reference is not None:
-            diffs.append(
-                100 * (run["final_test_accuracy"] - reference["final_test_accuracy"])
-            )
-    d = np.array(diffs)
-    print(
-        f"held-out minus full PHS, final: {d.mean():+.2f} ± {d.std(ddof=1):.2f} "
-        f"points over {len(d)} (pair, seed) cells"
-    )
+    for name in ("PHS", "goal"):
+        diffs = []
+        for (
+            lr,
+            friction,
+            mass,
+            fraction,
+            goal,
+            variant,
+            seed,
+        ), run in held_out.items():
+            reference = full.get((lr, friction, mass, 0.0, goal, variant, seed))
+            if variant == name and fraction > 0 and reference is not None:
+                diffs.append(
+                    100
+                    * (run["final_test_accuracy"] - reference["final_test_accuracy"])
+                )
+        if not diffs:
+            print(f"held-out minus full {name}: no paired runs")
+            continue
+        d = np.array(diffs)
+        spread = f" ± {d.std(ddof=1):.2f}" if len(d) > 1 else ""
+        print(
+            f"held-out minus full {name}, final: {d.mean():+.2f}{spread} "
+            f"points over {len(d)} (pair, seed) cells"
+        )
 
 
 if __name__ == "__main__":

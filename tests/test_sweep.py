@@ -327,6 +327,11 @@ def test_beyond_sweeps_pair_each_goal_row_with_its_option_variants():
         assert without_extensions(config) in goal_rows
         if "release_after" in options:  # one epoch, in updates
             assert options["release_after"] == 60_000 // 64
+        if "release_energy" in options:
+            assert options == {"release_energy": sweep.BEYOND_RELEASE_ENERGY}
+    assert sum("release_energy" in extension_options(c) for c in configs) == len(
+        goal_rows
+    )
 
 
 def test_beyond_sweep_runs_only_the_variants_asked_for():

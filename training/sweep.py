@@ -699,13 +699,17 @@ class RunFraction(float):
 # The options of goal_phs beyond the paper (issue 6) as measured in
 # results/beyond.md, in epochs where they count updates (or as a RunFraction).
 # KICK_ENERGY: about the kinetic energy of the stable Table 2 PHS runs at epoch
-# ends (0.01-0.1). Table 1's deadline is half the run: past the peak of PHS in
+# ends (0.01-0.1). RELEASE_ENERGY: the median kinetic energy of the first
+# braked phase of the re-acceleration trace (results/beyond.md; 5th-95th
+# percentile 0.007-0.023). Table 1's deadline is half the run: past the peak of PHS in
 # the pairs where PHS declines (epochs 16-41 of 60; 10 of 20 before).
 BEYOND_KICK_ENERGY = 0.05
+BEYOND_RELEASE_ENERGY = 0.01
 BEYOND_VARIANTS = {
     "table2": {
         "release": {"release_after": 1.0},
         "release-kick": {"release_after": 1.0, "kick_energy": BEYOND_KICK_ENERGY},
+        "release-energy": {"release_energy": BEYOND_RELEASE_ENERGY},
     },
     "table1": {
         "deadline": {"deadline": RunFraction(0.5), "on_deadline": "restore_best"},
