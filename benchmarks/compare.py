@@ -18,7 +18,8 @@ of the medians.
 2. One Fashion-MNIST epoch end to end, training + full test evaluation
    (``torch_reference.py epoch`` with a DataLoader against
    ``jax_project.py epoch``, i.e. ``train_lib.train_and_evaluate``).
-3. The optimizer's own cost (``optimizer_cost.py``).
+3. The optimizer's own cost (``optimizer_cost.py``, whose two optimizers
+   alternate within each process), on both cores and pinned to one.
 4. The sweep: 20 configurations in one vmapped program against one
    (``sweep_throughput.py``).
 """
@@ -55,18 +56,26 @@ def median_and_range(values: list[float], fmt: str = ",.0f") -> tuple[float, str
     return middle, f"{middle:{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
-def per_process(runs: int, script: str, *args: str) -> list[list[dict]]:
+def per_process(
+    runs: int, script: str, *args: str, pin_to_core: int | None = None
+) -> list[list[dict]]:
     """The JSON lines of ``runs`` fresh processes running the same measurement."""
-    return [run(script, *args) for _ in range(runs)]
+    return [run(script, *args, pin_to_core=pin_to_core) for _ in range(runs)]
 
 
-def run(script: str, *args: str) -> list[dict]:
-    """Runs ``benchmarks/<script>`` in a fresh process; its JSON output lines."""
+def run(script: str, *args: str, pin_to_core: int | None = None) -> list[dict]:
+    """Runs ``benchmarks/<script>`` in a fresh process (on one core if
+    ``pin_to_core`` is set); its JSON output lines."""
     result = subprocess.run(
         [sys.executable, str(HERE / script), *args],
         capture_output=True,
         text=True,
         check=False,
+        preexec_fn=(
+            None
+            if pin_to_core is None
+            else lambda: os.sched_setaffinity(0, {pin_to_core})
+        ),
     )
     if result.returncode != 0:
         sys.exit(f"{script} {' '.join(args)} failed:\n{result.stderr[-2000:]}")
@@ -139,22 +148,28 @@ def epoch_table(runs: int, repeats: int) -> list[str]:
     ]
 
 
-def optimizer_table(runs: int, repeats: int) -> list[str]:
+def optimizer_table(runs: int, rounds: int) -> list[str]:
     lines = [
-        "| pytree | optax.sgd momentum µs | goal_phs µs | ratio | GB/s (sgd / goal_phs) |",
-        "|---|---|---|---|---|",
+        "| pytree | cores | optax.sgd momentum µs | goal_phs µs | ratio "
+        "| GB/s (sgd / goal_phs) |",
+        "|---|---|---|---|---|---|",
     ]
-    processes = per_process(runs, "optimizer_cost.py", f"--repeats={repeats}")
-    for rows in zip(*processes, strict=True):
-        sgd = [r["optax.sgd(momentum=0.9)"]["microseconds"] for r in rows]
-        goal = [r["goal_phs"]["microseconds"] for r in rows]
-        sgd_time, sgd_cell = median_and_range(sgd, ",.1f")
-        goal_time, goal_cell = median_and_range(goal, ",.1f")
-        gigabytes = rows[0]["bytes_per_step"] / 1e9
-        lines.append(
-            f"| {rows[0]['pytree']} | {sgd_cell} | {goal_cell} | {goal_time / sgd_time:.3f} "
-            f"| {gigabytes / sgd_time * 1e6:.1f} / {gigabytes / goal_time * 1e6:.1f} |"
+    for cores, pin in (("2", None), ("1 (pinned)", 0)):
+        processes = per_process(
+            runs, "optimizer_cost.py", f"--rounds={rounds}", pin_to_core=pin
         )
+        for rows in zip(*processes, strict=True):
+            sgd = [r["optax.sgd(momentum=0.9)"]["microseconds"] for r in rows]
+            goal = [r["goal_phs"]["microseconds"] for r in rows]
+            sgd_time, sgd_cell = median_and_range(sgd, ",.1f")
+            goal_time, goal_cell = median_and_range(goal, ",.1f")
+            _, ratio_cell = median_and_range([r["ratio"] for r in rows], ".3f")
+            gigabytes = rows[0]["bytes_per_step"] / 1e9
+            lines.append(
+                f"| {rows[0]['pytree']} | {cores} | {sgd_cell} | {goal_cell} "
+                f"| {ratio_cell} | {gigabytes / sgd_time * 1e6:.1f} / "
+                f"{gigabytes / goal_time * 1e6:.1f} |"
+            )
     return lines
 
 
@@ -201,7 +216,7 @@ def main() -> None:
         ),
         "optimizer": (
             "Optimizer update + apply, jitted",
-            lambda: optimizer_table(args.runs, args.repeats),
+            lambda: optimizer_table(args.runs, 4 if args.quick else 1000),
         ),
         "sweep": (
             "Sweep, Fashion-MNIST, batch 64",

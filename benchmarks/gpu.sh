@@ -52,8 +52,8 @@ optax.__version__, torch.__version__, jax.devices())" >&2
         measure 90 "$log" $PYTHON benchmarks/torch_reference.py step --case="$case" \
             --steps=300 --repeats=5 --device="$TORCH_DEVICE"
     done
-    measure 90 "$log" $PYTHON benchmarks/optimizer_cost.py --repeats=5
-    measure 90 "$log" $PYTHON benchmarks/scalar_state_cost.py --repeats=5
+    measure 90 "$log" $PYTHON benchmarks/optimizer_cost.py
+    measure 90 "$log" $PYTHON benchmarks/scalar_state_cost.py
     measure 120 "$log" $PYTHON benchmarks/jax_project.py epoch --repeats=3 \
         --data_dir="$FMNIST"
     measure 120 "$log" $PYTHON benchmarks/torch_reference.py epoch --repeats=3 \

@@ -1,20 +1,21 @@
 """What goal_phs's scalar state costs per update: separate fields vs one array.
 
-    python benchmarks/scalar_state_cost.py --repeats=7 --rounds=3
+    python benchmarks/scalar_state_cost.py                # both cores
+    taskset -c 0 python benchmarks/scalar_state_cost.py   # one core
 
 goal_phs's state keeps its bookkeeping (friction in force, initial loss, braked
 flag, brake step, monitored loss, ...) as separate scalar fields of a
 NamedTuple. XLA's CPU backend (jaxlib 0.10.2) compiles each scalar field that
-changes in an update into its own small kernel (thunk), run one after
-another: goal_phs's compiled update has 10 more fusions and 2 more copies
-than optax's momentum (count them in ``jax.jit(...).lower(...).compile()
-.as_text()``). This measures what that costs on LeNet-5, as in
-``optimizer_cost.py`` (update + ``apply_updates``, many steps in one jitted
-loop, median over repeats): optax's momentum alone, the same plus ``K``
-scalar fields each updated from the loss, and the same plus one
-``float32[K]`` array carrying the same values, next to goal_phs itself. Each
-variant is timed once per round, rounds interleaved (this VM's speed
-drifts); one JSON line per variant: the median over rounds and each round's.
+changes in an update into its own small kernel (thunk): goal_phs's compiled
+update has about 10 more fusions and 2 more copies than optax's momentum
+(count them in ``jax.jit(...).lower(...).compile().as_text()``). This
+measures what that costs on LeNet-5, as in ``optimizer_cost.py`` (update +
+``apply_updates``, many steps in one jitted loop, the variants' calls
+interleaved in rounds): optax's momentum alone, the same plus ``K`` scalar
+fields each updated from the loss, and the same plus one ``float32[K]`` array
+carrying the same values, next to goal_phs itself. One JSON line per
+variant: its median time per step and its median ratio to optax's momentum
+over the rounds, with quartiles.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import statistics
 import jax
 import jax.numpy as jnp
 import optax
-from optimizer_cost import optimizers, pytrees, seconds_per_step
+from optimizer_cost import median_ratio, optimizers, paired_seconds_per_step, pytrees
 
 FIELDS = (1, 4, 8, 12)
 
@@ -69,41 +70,27 @@ def with_scalar_fields(
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
-        help="passes over all variants, interleaved (this VM's speed drifts)",
+        default=1000,
+        help="rounds of interleaved calls, the order reversed every round",
     )
     args = parser.parse_args()
     params = pytrees()["lenet5 (44,426)"]
-    variants = {"optax.sgd(momentum=0.9)": optimizers()["optax.sgd(momentum=0.9)"]}
+    baseline = "optax.sgd(momentum=0.9)"
+    variants = {baseline: optimizers()[baseline]}
     for count in FIELDS:
         variants[f"+ {count} scalar fields"] = with_scalar_fields(count, packed=False)
     variants[f"+ float32[{FIELDS[-1]}] array"] = with_scalar_fields(
         FIELDS[-1], packed=True
     )
     variants["goal_phs"] = optimizers()["goal_phs"]
-    medians = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, tx in variants.items():
-            times = seconds_per_step(tx, params, 20, 100, args.repeats)
-            medians[name].append(statistics.median(times) * 1e6)
-    baseline = statistics.median(medians["optax.sgd(momentum=0.9)"])
-    for name, per_round in medians.items():
-        median = statistics.median(per_round)
-        print(
-            json.dumps(
-                {
-                    "variant": name,
-                    "microseconds": median,
-                    "per_round": per_round,
-                    "ratio": median / baseline,
-                }
-            ),
-            flush=True,
-        )
+    times = paired_seconds_per_step(variants, params, inner=100, rounds=args.rounds)
+    for name, seconds in times.items():
+        result = {"variant": name, "microseconds": statistics.median(seconds) * 1e6}
+        result.update(median_ratio(seconds, times[baseline]))
+        print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":
