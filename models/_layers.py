@@ -12,8 +12,7 @@ gradient (a convolution over the batch), is slower here than XLA's Eigen path.
 3x3 convolution on space-to-depth images (each 2x2 block of pixels becomes
 one pixel with 4x the channels). Its output channels come in four groups, one
 per position of the pooling window, so the pool is a max over groups: no
-windowed reduction and no ``select_and_scatter``. The kernel gradient is
-computed over batch chunks of 16 images, which keeps it on the Eigen path.
+windowed reduction and no ``select_and_scatter``.
 
 The pool's gradient goes to each window's first maximum in row-major order,
 as ``nn.max_pool``'s does; values agree with the stock layers up to float
@@ -64,14 +63,15 @@ def _space_to_depth_kernel(kernel: jax.Array) -> jax.Array:
 
 def _first_max_mask(groups: jax.Array) -> jax.Array:
     """True at the first maximum along axis 3 (size 4), False elsewhere."""
-    largest = groups.max(axis=3, keepdims=True)
-    taken = jnp.zeros_like(largest, dtype=bool)
-    masks = []
-    for position in range(groups.shape[3]):
-        is_max = groups[:, :, :, position : position + 1] == largest
-        masks.append(is_max & ~taken)
-        taken = taken | is_max
-    return jnp.concatenate(masks, axis=3)
+    # Position i of a maximum scores 4 - i, any other position 0; the first
+    # maximum is the position whose priority is the top score (all False if
+    # the max is NaN). One max-reduction and a comparison with a constant,
+    # instead of a chain over the positions joined by a concatenation, which
+    # XLA:CPU compiled into slow scalar loops (benchmarks/RESULTS.md).
+    positions = groups.shape[3]
+    priority = positions - lax.broadcasted_iota(jnp.int32, groups.shape, 3)
+    score = jnp.where(groups == groups.max(axis=3, keepdims=True), priority, 0)
+    return priority == score.max(axis=3, keepdims=True)
 
 
 def _conv_pool_s2d_parts(images, kernel):

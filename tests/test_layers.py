@@ -10,7 +10,11 @@ import optax
 import pytest
 
 from phs_optax_models import LeNet5
-from phs_optax_models._layers import conv_pool_space_to_depth, xla_conv
+from phs_optax_models._layers import (
+    _first_max_mask,
+    conv_pool_space_to_depth,
+    xla_conv,
+)
 
 
 class ReferenceLeNet5(nn.Module):
@@ -83,6 +87,27 @@ def test_conv_pool_gives_a_tied_window_gradient_to_its_first_maximum_like_flax()
     np.testing.assert_array_equal(
         jax.grad(weighted_sum(conv_pool_space_to_depth, weights))(images, kernel, bias),
         jax.grad(weighted_sum(stock_conv_pool, weights))(images, kernel, bias),
+    )
+
+
+def test_first_max_mask_marks_the_first_maximum_of_each_window_and_none_if_nan():
+    windows = jnp.array(
+        [
+            [1.0, 3.0, 3.0, 0.0],
+            [2.0, 2.0, 2.0, 2.0],
+            [0.0, 1.0, 2.0, 5.0],
+            [jnp.nan, 1.0, 2.0, 3.0],
+        ]
+    )
+    groups = windows.reshape(4, 1, 1, 4, 1)  # axis 3: the 4 window positions
+    np.testing.assert_array_equal(
+        _first_max_mask(groups).reshape(4, 4),
+        [
+            [False, True, False, False],
+            [True, False, False, False],
+            [False, False, False, True],
+            [False, False, False, False],
+        ],
     )
 
 
