@@ -84,3 +84,41 @@ def test_scalar_state_benchmark_packs_the_same_values_as_separate_fields():
         _, separate_state = separate.update(params, separate_state, params, value=value)
         _, packed_state = packed.update(params, packed_state, params, value=value)
     assert jnp.array_equal(jnp.stack(separate_state[1]), packed_state[1])
+
+
+def test_optimizer_cost_ratio_is_the_median_of_per_round_ratios():
+    median_ratio = import_benchmark("optimizer_cost").median_ratio
+    # Per-round ratios 2, 2, 3, 10: a slow round of the denominator alone
+    # (the last) moves the median of the ratios less than a ratio of medians.
+    result = median_ratio([2.0, 4.0, 9.0, 10.0], [1.0, 2.0, 3.0, 1.0])
+    assert result["ratio"] == 2.5
+    assert result["ratio_q1"] <= result["ratio"] <= result["ratio_q3"]
+
+
+def test_optimizer_cost_alternates_the_order_of_the_optimizers_every_round(
+    monkeypatch,
+):
+    optimizer_cost = import_benchmark("optimizer_cost")
+    calls = []
+
+    def fake_loop(tx, params, inner):
+        return lambda: calls.append(tx) or 1.0
+
+    monkeypatch.setattr(optimizer_cost, "timed_update_loop", fake_loop)
+    times = optimizer_cost.paired_seconds_per_step(
+        {"a": "A", "b": "B"}, params=None, inner=1, rounds=3
+    )
+    assert calls == ["A", "B", "B", "A", "A", "B"]
+    assert times == {"a": [1.0] * 3, "b": [1.0] * 3}
+
+
+@pytest.mark.slow
+def test_optimizer_cost_benchmark_reports_a_ratio_per_pytree():
+    rows = run_json("optimizer_cost.py", "--rounds=4")
+    assert [row["pytree"] for row in rows] == ["lenet5 (44,426)", "10M parameters"]
+    assert all(row["ratio_q1"] <= row["ratio"] <= row["ratio_q3"] for row in rows)
+
+
+def test_matmul_peak_reports_gflops_per_library():
+    (result,) = run_json("matmul_peak.py", "--size=64", "--repeats=2")
+    assert result["numpy_gflops"] > 0 and result["jax_gflops"] > 0
