@@ -116,7 +116,7 @@ def paired_seconds_per_step(
 def median_ratio(numerator: list[float], denominator: list[float]) -> dict[str, float]:
     """Median and quartiles of the per-round ratios."""
     ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
-    first, middle, third = statistics.quantiles(ratios, n=4)
+    first, _, third = statistics.quantiles(ratios, n=4)
     return {"ratio": statistics.median(ratios), "ratio_q1": first, "ratio_q3": third}
 
 
