@@ -60,21 +60,22 @@ def brake(opt_state: optax.OptState) -> optax.OptState:
         if not isinstance(node, GoalPHSState):
             return node
         found = True
-        # tree.map keeps whatever wraps the leaves (e.g. flax.nnx Variables).
-        # brake_step keeps the first brake: after a release it is set already.
-        return node._replace(
-            braked=jax.tree.map(jnp.ones_like, node.braked),
-            brake_step=jax.tree.map(
-                lambda braked, first, count: jnp.where(
-                    braked | (first >= 0), first, count
-                ),
+        # Read through whatever wraps the packed scalars (flax.nnx Variables);
+        # replace_scalars keeps the wrappers. brake_step keeps the first
+        # brake: after a release it is set already.
+        braked, first_brake, last_brake, count = (
+            jax.tree.leaves(scalar)[0]
+            for scalar in (
                 node.braked,
                 node.brake_step,
+                node.last_brake_step,
                 node.count,
-            ),
-            last_brake_step=jax.tree.map(
-                jnp.where, node.braked, node.last_brake_step, node.count
-            ),
+            )
+        )
+        return node.replace_scalars(
+            braked=jnp.ones_like(braked),
+            brake_step=jnp.where(braked | (first_brake >= 0), first_brake, count),
+            last_brake_step=jnp.where(braked, last_brake, count),
         )
 
     braked_state = jax.tree.map(

@@ -72,28 +72,157 @@ class PHSState(NamedTuple):
     momentum: optax.Updates  # p, a pytree like the params.
 
 
-class GoalPHSState(NamedTuple):
-    """State of :func:`goal_phs`. Scalars are float32 or int32 whatever the params."""
+# The scalars of GoalPHSState, packed in two arrays: XLA's CPU backend runs
+# every scalar that an update changes as its own small kernel (about 0.35 us
+# each), which made goal_phs's update on LeNet-5 about 1.1-1.2x as slow as
+# optax's momentum with separate fields, 1.02x packed (benchmarks/RESULTS.md).
+_FLOAT_SCALARS = (
+    "friction",
+    "initial_loss",
+    "monitored_loss",
+    "loss_sum",
+    "goal_in_force",
+    "best_loss",
+)
+_INT_SCALARS = (
+    "count",
+    "braked",
+    "brake_step",
+    "loss_count",
+    "phase_start",
+    "last_brake_step",
+    "releases",
+)
 
-    count: jax.Array  # int32: the number of updates done.
+
+class _PackedScalar:
+    """A scalar of :class:`GoalPHSState` read by name from its packed array.
+
+    Maps over the packed array as a pytree, so a wrapper around it (a
+    ``flax.nnx`` Variable) wraps the scalar too; works on stacked (vmapped,
+    pmapped) states, whose scalars come out stacked.
+    """
+
+    def __init__(self, name: str, doc: str) -> None:
+        self.name = name
+        self.__doc__ = doc
+        if name in _FLOAT_SCALARS:
+            self.packed, self.index = "float_scalars", _FLOAT_SCALARS.index(name)
+        else:
+            self.packed, self.index = "int_scalars", _INT_SCALARS.index(name)
+
+    def __get__(self, state: Any, owner: type | None = None) -> Any:
+        if state is None:
+            return self
+        dtype = jnp.bool_ if self.name == "braked" else None
+
+        def read(packed: jax.Array) -> jax.Array:
+            value = packed[..., self.index]
+            return value if dtype is None else value.astype(dtype)
+
+        return jax.tree.map(read, getattr(state, self.packed))
+
+
+class GoalPHSState(NamedTuple):
+    """State of :func:`goal_phs`.
+
+    Its scalars are read by name (``state.friction``, ``state.braked``, ...)
+    and are float32, int32 or bool whatever the params; they are stored packed
+    in ``float_scalars`` (float32) and ``int_scalars`` (int32, ``braked`` as 0
+    or 1), so that XLA updates them in one kernel each. Change them with
+    :meth:`replace_scalars`.
+    """
+
     momentum: optax.Updates  # p, a pytree like the params.
-    friction: jax.Array  # the friction in force at the last update.
-    initial_loss: jax.Array  # the reference loss of the goal; NaN until known.
-    braked: jax.Array  # bool: whether the brake has been applied.
-    brake_step: jax.Array  # int32: the update that first used the raised friction; -1.
-    monitored_loss: jax.Array  # the (smoothed) loss last compared with the goal; NaN.
-    loss_sum: jax.Array  # sum of the losses in the current window (accumulation_size).
-    loss_count: jax.Array  # int32: how many losses the current window holds.
-    # Fields of the options deadline, goal_patience, release_*, kick_* and
-    # track_best_params (issue 6); they keep their initial values when the
-    # options are off, except best_loss, which is always tracked.
-    goal_in_force: jax.Array  # the goal of the current phase (goal_patience); NaN.
-    phase_start: jax.Array  # int32: the update that began the exploration phase.
-    last_brake_step: jax.Array  # int32: the update that began exploitation; -1.
-    releases: jax.Array  # int32: how many times the brake was released.
-    best_loss: jax.Array  # the lowest finite monitored loss so far; NaN.
+    float_scalars: jax.Array  # float32[..., 6]: the float scalars, in this order.
+    int_scalars: jax.Array  # int32[..., 7]: the integer and bool scalars.
     best_params: optax.Params | None  # params at best_loss, only if kept; else None.
     kick_key: jax.Array | None  # uint32[2] PRNG key of random kicks; else None.
+
+    count = _PackedScalar("count", "int32: the number of updates done.")
+    friction = _PackedScalar(
+        "friction", "float32: the friction in force at the last update."
+    )
+    initial_loss = _PackedScalar(
+        "initial_loss", "float32: the reference loss of the goal; NaN."
+    )
+    braked = _PackedScalar("braked", "bool: whether the brake has been applied.")
+    brake_step = _PackedScalar(
+        "brake_step",
+        "int32: the update that first used the raised friction; -1 before.",
+    )
+    monitored_loss = _PackedScalar(
+        "monitored_loss",
+        "float32: the (smoothed) loss last compared with the goal; NaN.",
+    )
+    loss_sum = _PackedScalar(
+        "loss_sum",
+        "float32: sum of the losses in the current window (accumulation_size).",
+    )
+    loss_count = _PackedScalar(
+        "loss_count", "int32: how many losses the current window holds."
+    )
+    # Scalars of the options deadline, goal_patience, release_*, kick_* and
+    # track_best_params (issue 6); they keep their initial values when the
+    # options are off, except best_loss, which is always tracked.
+    goal_in_force = _PackedScalar(
+        "goal_in_force", "float32: the goal of the current phase (goal_patience); NaN."
+    )
+    phase_start = _PackedScalar(
+        "phase_start", "int32: the update that began the exploration phase."
+    )
+    last_brake_step = _PackedScalar(
+        "last_brake_step", "int32: the update that began exploitation; -1 before."
+    )
+    releases = _PackedScalar(
+        "releases", "int32: how many times the brake was released."
+    )
+    best_loss = _PackedScalar(
+        "best_loss", "float32: the lowest finite monitored loss so far; NaN."
+    )
+
+    def replace_scalars(self, **scalars: Any) -> GoalPHSState:
+        """A copy with the named scalars replaced (stacked states take stacked values).
+
+        Raises:
+          TypeError: for a name that is not a scalar of the state.
+        """
+        unknown = sorted(set(scalars) - set(_FLOAT_SCALARS + _INT_SCALARS))
+        if unknown:
+            raise TypeError(
+                f"GoalPHSState has no scalar {', '.join(map(repr, unknown))}; its "
+                f"scalars are {', '.join(_FLOAT_SCALARS + _INT_SCALARS)}."
+            )
+        packed = {"float_scalars": self.float_scalars, "int_scalars": self.int_scalars}
+        for name, value in scalars.items():
+            field = GoalPHSState.__dict__[name]
+            # A wrapped value (an nnx Variable) gives its array.
+            raw = jnp.asarray(jax.tree.leaves(value)[0])
+            packed[field.packed] = jax.tree.map(
+                lambda array, i=field.index, raw=raw: array.at[..., i].set(
+                    raw.astype(array.dtype)
+                ),
+                packed[field.packed],
+            )
+        return self._replace(**packed)
+
+
+def _pack_goal_phs_state(
+    momentum: optax.Updates,
+    best_params: optax.Params | None,
+    kick_key: jax.Array | None,
+    **scalars: jax.Array,
+) -> GoalPHSState:
+    """A GoalPHSState from its scalars given by name (all of them)."""
+    return GoalPHSState(
+        momentum=momentum,
+        float_scalars=jnp.stack([_f32(scalars[name]) for name in _FLOAT_SCALARS]),
+        int_scalars=jnp.stack(
+            [jnp.asarray(scalars[name]).astype(jnp.int32) for name in _INT_SCALARS]
+        ),
+        best_params=best_params,
+        kick_key=kick_key,
+    )
 
 
 def _zeros_like(params: optax.Params, dtype: Any) -> optax.Updates:
@@ -506,16 +635,13 @@ def goal_phs(
     random_kicks = kick_energy is not None and kick_direction == "random"
 
     def init_fn(params: optax.Params) -> GoalPHSState:
-        # Every field its own buffer (no shared NaN, no alias of a hyperparameter
-        # array): a state passed to a buffer-donating jit must not donate one
-        # buffer twice.
-        def nan_or(value: Any) -> jax.Array:
-            return jnp.array(jnp.nan if value is None else value, jnp.float32)
+        def nan_or(value: Any) -> Any:
+            return jnp.nan if value is None else value
 
-        return GoalPHSState(
-            count=jnp.zeros([], jnp.int32),
+        return _pack_goal_phs_state(
             momentum=_zeros_like(params, momentum_dtype),
-            friction=jnp.array(friction, jnp.float32),
+            count=jnp.zeros([], jnp.int32),
+            friction=friction,
             initial_loss=nan_or(initial_loss),
             braked=jnp.zeros([], jnp.bool_),
             brake_step=jnp.full([], -1, jnp.int32),
@@ -527,7 +653,6 @@ def goal_phs(
             last_brake_step=jnp.full([], -1, jnp.int32),
             releases=jnp.zeros([], jnp.int32),
             best_loss=nan_or(None),
-            # A copy (not an alias) of the params, a placeholder until best_loss.
             best_params=(
                 jax.tree.map(lambda p: jnp.array(p, copy=True), params)
                 if keep_best_params
@@ -716,9 +841,9 @@ def goal_phs(
             momentum = jax.tree.map(
                 lambda p: jnp.where(restore, jnp.zeros_like(p), p), momentum
             )
-        return updates, GoalPHSState(
-            count=optax.safe_increment(count),
+        return updates, _pack_goal_phs_state(
             momentum=momentum,
+            count=optax.safe_increment(count),
             friction=friction_in_force,
             initial_loss=reference,
             braked=braked,

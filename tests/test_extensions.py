@@ -404,7 +404,8 @@ def test_all_options_off_is_bit_identical_to_the_method_before_them(
         updates, state = update(grads[k], state, params, value=value)
         old_updates, old = legacy(grads[k], old, value)
         chex.assert_trees_all_equal(
-            (updates, state[: len(LegacyState._fields)]), (old_updates, tuple(old))
+            (updates, [getattr(state, name) for name in LegacyState._fields]),
+            (old_updates, list(old)),
         )
     assert bool(state.braked)
     # The new fields say what happened: one brake, no release, one phase.

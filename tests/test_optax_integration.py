@@ -313,7 +313,7 @@ def test_brake_finds_goal_phs_state_inside_wrapper(name):
     # Nothing else changes.
     before = phs_optax.find_phs_state(state)
     assert_trees_equal(
-        found._replace(
+        found.replace_scalars(
             braked=before.braked,
             brake_step=before.brake_step,
             last_brake_step=before.last_brake_step,
@@ -350,6 +350,79 @@ def test_brake_is_a_no_op_on_an_already_braked_state():
     assert bool(state.braked) and int(state.brake_step) < int(state.count)
     assert_trees_equal(phs_optax.brake(state), state)
     assert_trees_equal(jax.jit(phs_optax.brake)(state), state)
+
+
+def test_brake_on_stacked_states_brakes_only_the_unbraked_ones():
+    unbraked = run(phs_optax.goal_phs(**UNREACHED), 2)[1]
+    braked = run(phs_optax.goal_phs(**HYPER), 8)[1]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), unbraked, braked)
+
+    result = phs_optax.brake(stacked)
+
+    np.testing.assert_array_equal(result.braked, [True, True])
+    np.testing.assert_array_equal(result.brake_step, [2, braked.brake_step])
+    assert_trees_equal(jax.tree.map(lambda x: x[1], result), braked)
+
+
+# --- the state's scalars, packed ---------------------------------------------
+
+FLOAT_SCALARS = {
+    "friction": HYPER["friction"],
+    "initial_loss": np.nan,
+    "monitored_loss": np.nan,
+    "loss_sum": 0.0,
+    "goal_in_force": HYPER["goal"],
+    "best_loss": np.nan,
+}
+INT_SCALARS = {
+    "count": 0,
+    "braked": False,
+    "brake_step": -1,
+    "loss_count": 0,
+    "phase_start": 0,
+    "last_brake_step": -1,
+    "releases": 0,
+}
+
+
+def test_goal_phs_state_reads_its_scalars_by_name_from_two_packed_arrays():
+    state = phs_optax.goal_phs(**HYPER).init(PARAMS)
+
+    assert state.float_scalars.shape == (6,) and state.float_scalars.dtype == np.float32
+    assert state.int_scalars.shape == (7,) and state.int_scalars.dtype == np.int32
+    for name, initial in {**FLOAT_SCALARS, **INT_SCALARS}.items():
+        scalar = getattr(state, name)
+        assert scalar.shape == (), name
+        np.testing.assert_array_equal(scalar, np.float32(initial), err_msg=name)
+    assert state.braked.dtype == np.bool_
+
+
+def test_replace_scalars_sets_the_named_scalars_of_stacked_states_only():
+    tx = phs_optax.goal_phs(**HYPER)
+    stacked = jax.vmap(lambda _: tx.init(PARAMS))(jnp.arange(3))
+
+    replaced = stacked.replace_scalars(
+        brake_step=jnp.array([4, 5, 6]), braked=jnp.array([True, False, True])
+    )
+
+    np.testing.assert_array_equal(replaced.brake_step, [4, 5, 6])
+    np.testing.assert_array_equal(replaced.braked, [True, False, True])
+    unchanged = [
+        name
+        for name in {**FLOAT_SCALARS, **INT_SCALARS}
+        if name not in ("brake_step", "braked")
+    ]
+    for name in unchanged:
+        np.testing.assert_array_equal(
+            getattr(replaced, name), getattr(stacked, name), err_msg=name
+        )
+    assert_trees_equal(replaced.momentum, stacked.momentum)
+
+
+def test_replace_scalars_rejects_a_name_that_is_not_a_scalar():
+    state = phs_optax.goal_phs(**HYPER).init(PARAMS)
+    with pytest.raises(TypeError, match="no scalar 'momentum'.*friction"):
+        state.replace_scalars(momentum=1.0)
 
 
 @pytest.mark.parametrize(
