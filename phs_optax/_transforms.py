@@ -73,9 +73,10 @@ class PHSState(NamedTuple):
 
 
 # The scalars of GoalPHSState, packed in two arrays: XLA's CPU backend runs
-# every scalar that an update changes as its own small kernel (about 0.35 us
-# each), which made goal_phs's update on LeNet-5 about 1.1-1.2x as slow as
-# optax's momentum with separate fields, 1.02x packed (benchmarks/RESULTS.md).
+# every scalar that an update changes as its own small kernel (about 0.3 us
+# each), which made goal_phs's update on LeNet-5 1.09-1.11x as slow as optax's
+# momentum on one core with separate fields, 1.03-1.06x packed
+# (benchmarks/RESULTS.md, session 10).
 _FLOAT_SCALARS = (
     "friction",
     "initial_loss",
