@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from _cli import parse_args
-from flax import jax_utils
 
 from phs_optax_models import LeNet5
 from phs_optax_training import train_lib
@@ -56,8 +55,8 @@ def step_throughput(case: str, steps: int, repeats: int, num_examples: int) -> d
         train_lib.put_per_device([labels] * copies),
         train_lib.put_per_device([permutation] * copies),
     )
-    state = jax_utils.replicate(state)
-    totals = jax_utils.replicate(jnp.zeros(3, jnp.float32))
+    state = train_lib.replicate(state)
+    totals = train_lib.replicate(jnp.zeros(3, jnp.float32))
 
     def run(count: int):
         nonlocal state, totals

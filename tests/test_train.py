@@ -85,12 +85,10 @@ def test_baseline_optimizers_train(dataset, tmp_path, optimizer):
 
 
 def test_evaluation_counts_every_test_example_once(dataset):
-    params = train_lib.LeNet5().init(jax.random.PRNGKey(0), dataset.test_images[:1])[
-        "params"
-    ]
+    params = train_lib.initial_params(train_lib.LeNet5(), 0, dataset.test_images[:1])
     num_examples = len(dataset.test_labels)  # 203: no batch size divides it
     eval_step = train_lib.make_eval_step(train_lib.LeNet5().apply, 64, num_examples)
-    replicate = train_lib.jax_utils.replicate
+    replicate = train_lib.replicate
     loss, accuracy = train_lib.evaluate(
         eval_step,
         replicate(params),
@@ -105,6 +103,46 @@ def test_evaluation_counts_every_test_example_once(dataset):
     expected_loss = -np.mean(log_probs[np.arange(num_examples), dataset.test_labels])
     assert accuracy == pytest.approx(expected_accuracy)
     assert loss == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_train_step_compiles_once_for_its_own_outputs_and_a_new_epochs_totals(
+    dataset,
+):
+    config = TrainConfig(**QUICK)
+    model = train_lib.LeNet5()
+    params = train_lib.initial_params(model, 0, dataset.train_images[:1])
+    state = train_lib.replicate(
+        train_lib.TrainState.create(
+            apply_fn=model.apply, params=params, tx=train_lib.create_optimizer(config)
+        )
+    )
+    copies = jax.local_device_count()
+    images, labels, permutation = (
+        train_lib.put_per_device([array] * copies)
+        for array in (
+            dataset.train_images,
+            dataset.train_labels,
+            np.arange(len(dataset.train_labels), dtype=np.int32),
+        )
+    )
+    step = train_lib.make_train_step(32, 4, 1)
+    new_totals = lambda: train_lib.replicate(np.zeros(3, np.float32))  # noqa: E731
+    state, totals = step(state, new_totals(), images, labels, permutation)
+
+    compilations = []
+
+    def count(event: str, duration: float, **kwargs) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            compilations.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(count)
+    try:
+        state, totals = step(state, totals, images, labels, permutation)
+        state, totals = step(state, new_totals(), images, labels, permutation)
+        jax.block_until_ready(totals)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(count)
+    assert compilations == []
 
 
 def test_resume_gives_the_same_state_as_one_go(dataset, tmp_path):

@@ -87,7 +87,7 @@ def trace_run(
     splits = train_lib.split_data(dataset, config)
     train = splits["train"]
     model = LeNet5(num_classes=dataset.num_classes)
-    params = model.init(jax.random.PRNGKey(config.seed), train.images[:1])["params"]
+    params = train_lib.initial_params(model, config.seed, train.images[:1])
     tx = train_lib.create_optimizer(config)
     opt_state = tx.init(params)
     step = make_traced_step(model.apply, tx, config.mass)
