@@ -75,7 +75,7 @@ class PHSState(NamedTuple):
 # The scalars of GoalPHSState, packed in two arrays: XLA's CPU backend runs
 # every scalar that an update changes as its own small kernel (about 0.3 us
 # each), which made goal_phs's update on LeNet-5 1.09-1.11x as slow as optax's
-# momentum on one core with separate fields, 1.03-1.06x packed
+# momentum on one core with separate fields, a median of 1.04x packed
 # (benchmarks/RESULTS.md, session 10).
 _FLOAT_SCALARS = (
     "friction",

@@ -122,9 +122,11 @@ def test_lenet5_has_flax_stock_parameters_and_computes_the_same_loss_and_gradien
     jax.tree.map(np.testing.assert_array_equal, params, stock_params)
 
     def value_and_grad(model):
-        loss = lambda p: optax.softmax_cross_entropy_with_integer_labels(  # noqa: E731
-            model.apply(p, images), labels
-        ).mean()
+        def loss(p):
+            return optax.softmax_cross_entropy_with_integer_labels(
+                model.apply(p, images), labels
+            ).mean()
+
         return jax.jit(jax.value_and_grad(loss))
 
     value, grads = value_and_grad(LeNet5())(params)

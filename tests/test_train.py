@@ -126,7 +126,10 @@ def test_train_step_compiles_once_for_its_own_outputs_and_a_new_epochs_totals(
         )
     )
     step = train_lib.make_train_step(32, 4, 1)
-    new_totals = lambda: train_lib.replicate(np.zeros(3, np.float32))  # noqa: E731
+
+    def new_totals():
+        return train_lib.replicate(np.zeros(3, np.float32))
+
     state, totals = step(state, new_totals(), images, labels, permutation)
 
     compilations = []
