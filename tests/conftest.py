@@ -1,11 +1,32 @@
-"""Shared fixtures: small learnable image datasets written as the official files."""
+"""Shared set-up: one compilation cache for the session, small learnable datasets."""
 
 import gzip
+import os
+import shutil
 import struct
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# Many tests compile the same programs: the same train step in-process and in
+# the train.py processes that the CLI tests start. JAX's persistent cache lets
+# each program compile once per session; the cache directory is passed to child
+# processes through the environment and removed when the session ends. Reads
+# and writes take a file lock (it is on whenever the size is capped), because
+# two train.py processes can write and read the same entry at once.
+_SESSION_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _SESSION_CACHE = tempfile.mkdtemp(prefix="phs-optax-test-jax-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
+
+
+def pytest_unconfigure(config):
+    if _SESSION_CACHE is not None:
+        shutil.rmtree(_SESSION_CACHE, ignore_errors=True)
 
 
 def synthetic_images(num_examples: int, seed: int, shape=(28, 28)):
