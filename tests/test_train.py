@@ -105,6 +105,18 @@ def test_evaluation_counts_every_test_example_once(dataset):
     assert loss == pytest.approx(expected_loss, rel=1e-5)
 
 
+@pytest.mark.parametrize("image_shape", [(28, 28, 1), (32, 32, 3)])
+def test_initial_params_are_those_of_init_compiled_with_default_options(image_shape):
+    model = train_lib.LeNet5()
+    example = np.zeros((1, *image_shape), np.float32)
+    default_init = jax.jit(model.init)
+    for seed in (0, 1, 12345):
+        expected = default_init(jax.random.PRNGKey(seed), example)["params"]
+        got = train_lib.initial_params(model, seed, example)
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(expected), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_train_step_compiles_once_for_its_own_outputs_and_a_new_epochs_totals(
     dataset,
 ):
