@@ -1,6 +1,7 @@
 """Shared set-up: one compilation cache for the session, small learnable datasets."""
 
 import gzip
+import importlib.util
 import os
 import shutil
 import struct
@@ -15,9 +16,12 @@ import pytest
 # each program compile once per session; the cache directory is passed to child
 # processes through the environment and removed when the session ends. Reads
 # and writes take a file lock (it is on whenever the size is capped), because
-# two train.py processes can write and read the same entry at once.
+# two train.py processes can write and read the same entry at once; without
+# filelock (a test extra) the tests run without the cache.
 _SESSION_CACHE = None
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ and importlib.util.find_spec(
+    "filelock"
+):
     _SESSION_CACHE = tempfile.mkdtemp(prefix="phs-optax-test-jax-cache-")
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_CACHE
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
