@@ -97,9 +97,11 @@ def test_evaluation_counts_every_test_example_once(dataset):
         num_examples,
         64,
     )
-    logits = train_lib.LeNet5().apply({"params": params}, dataset.test_images)
+    logits = np.asarray(
+        train_lib.LeNet5().apply({"params": params}, dataset.test_images)
+    )
     expected_accuracy = np.mean(np.argmax(logits, -1) == dataset.test_labels)
-    log_probs = jax.nn.log_softmax(logits)
+    log_probs = np.asarray(jax.nn.log_softmax(logits))
     expected_loss = -np.mean(log_probs[np.arange(num_examples), dataset.test_labels])
     assert accuracy == pytest.approx(expected_accuracy)
     assert loss == pytest.approx(expected_loss, rel=1e-5)
