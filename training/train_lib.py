@@ -165,17 +165,17 @@ def local_device_shards(num_shards: int) -> list[int]:
 def initial_params(model: LeNet5, seed: int, example_images: np.ndarray) -> Any:
     """The model's initial params for ``seed``, from one jitted ``init``.
 
-    Run eagerly, ``init`` compiles every initializer on its own: about 8 s
-    on the 2-core CPU against 4 s jitted, for the same values bit for bit.
-    The compiled ``init`` is kept per (model, input shape), so that further
-    seeds (baselines, sweep configurations) cost milliseconds.
+    Run eagerly, ``init`` compiles every initializer on its own (about 8 s
+    on the 2-core CPU); jitted, it compiles once, and the compiled ``init`` is
+    kept per (model, input shape), so that further seeds (baselines, sweep
+    configurations) cost milliseconds.
     """
     return _jitted_init(model, jax.random.PRNGKey(seed), example_images)
 
 
 # init runs once per run, so its compile time is what counts: at LLVM level 1
-# it compiles in 1.3 s instead of 3.6 s (2-core CPU), with the same values bit
-# for bit (checked against the default level by a test; level 0 changes them).
+# it compiles in about 1.2 s instead of 3.6 s (2-core CPU), with the same values
+# bit for bit (checked against the default level by a test; level 0 changes them).
 @functools.partial(
     jax.jit, static_argnums=0, compiler_options={"xla_backend_optimization_level": 1}
 )
