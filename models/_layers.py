@@ -14,6 +14,10 @@ one pixel with 4x the channels). Its output channels come in four groups, one
 per position of the pooling window, so the pool is a max over groups: no
 windowed reduction and no ``select_and_scatter``.
 
+The convolution's images gradient is one matrix product whose windows are
+added at their offsets (`_conv_images_grad`), not XLA's convolution of the
+padded gradient.
+
 The pool's gradient goes to each window's first maximum in row-major order,
 as ``nn.max_pool``'s does; values agree with the stock layers up to float
 rounding (``tests/test_layers.py``).
@@ -33,6 +37,58 @@ def xla_conv(images: jax.Array, kernel: jax.Array) -> jax.Array:
     return lax.conv_general_dilated(
         images, kernel, (1, 1), "VALID", dimension_numbers=_NHWC
     )
+
+
+@jax.custom_vjp
+def _conv(images: jax.Array, kernel: jax.Array) -> jax.Array:
+    """:func:`xla_conv` whose images gradient is one matrix product (see below)."""
+    return xla_conv(images, kernel)
+
+
+def _conv_fwd(images, kernel):
+    return xla_conv(images, kernel), (images, kernel)
+
+
+def _conv_bwd(residuals, grad_out):
+    images, kernel = residuals
+    _, kernel_vjp = jax.vjp(lambda k: xla_conv(images, k), kernel)
+    return _conv_images_grad(grad_out, kernel, images.dtype), *kernel_vjp(grad_out)
+
+
+def _conv_images_grad(grad_out: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
+    """The images gradient of :func:`xla_conv`, as one matrix product.
+
+    Each output pixel's gradient times the kernel is the gradient of its input
+    window; the windows are then added at their offsets, one kernel row at a
+    time. XLA's own transpose is a convolution of the gradient padded by the
+    kernel size minus one on each side, which for LeNet-5's small maps (3x3
+    kernel, 4x4 or 5x5 outputs) spends most of its multiplications on the
+    padding. Adding the rows in place keeps XLA from fusing the window sums
+    into the next (transposing) kernel, where they ran slower than this.
+    Session 12 of benchmarks/RESULTS.md has the measurements.
+    """
+    n, rows, cols, out_channels = grad_out.shape
+    height, width, in_channels, _ = kernel.shape
+    windows = jnp.dot(
+        grad_out.reshape(-1, out_channels),
+        kernel.reshape(-1, out_channels).T,
+        preferred_element_type=jnp.float32,
+    ).reshape(n, rows, cols, height, width, in_channels)
+    images_grad = jnp.zeros(
+        (n, rows + height - 1, cols + width - 1, in_channels), jnp.float32
+    )
+    for i in range(height):
+        kernel_row = sum(
+            jnp.pad(
+                windows[:, :, :, i, j], ((0, 0), (0, 0), (j, width - 1 - j), (0, 0))
+            )
+            for j in range(width)
+        )
+        images_grad = images_grad.at[:, i : i + rows].add(kernel_row)
+    return images_grad.astype(dtype)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
 
 
 def _space_to_depth(images: jax.Array) -> jax.Array:
@@ -79,7 +135,7 @@ def _conv_pool_s2d_parts(images, kernel):
     n, h, w, _ = images.shape
     rows, cols = (h - 4) // 2, (w - 4) // 2  # pooled output size
     s2d = _space_to_depth(images[:, : 2 * rows + 4, : 2 * cols + 4])
-    conv = xla_conv(s2d, _space_to_depth_kernel(kernel))
+    conv = _conv(s2d, _space_to_depth_kernel(kernel))
     return conv.reshape(n, rows, cols, 4, kernel.shape[-1])
 
 

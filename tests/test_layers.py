@@ -11,6 +11,7 @@ import pytest
 
 from phs_optax_models import LeNet5
 from phs_optax_models._layers import (
+    _conv,
     _first_max_mask,
     conv_pool_space_to_depth,
     xla_conv,
@@ -70,6 +71,33 @@ def test_conv_pool_space_to_depth_matches_xla_convolution_and_max_pool(shape):
         fast(images, kernel, bias), stock(images, kernel, bias), strict=True
     ):
         assert relative_error(got, want) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "images_shape, kernel_shape",
+    [
+        ((4, 6, 6, 24), (3, 3, 24, 64)),
+        ((3, 7, 7, 24), (3, 3, 24, 64)),
+        ((2, 9, 5, 3), (4, 2, 3, 5)),
+    ],
+    ids=["fashion-mnist-conv2", "cifar-10-conv2", "odd-sizes"],
+)
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_conv_gradients_are_those_of_xlas_convolution(
+    images_shape, kernel_shape, dtype
+):
+    images = random(images_shape).astype(dtype)
+    kernel = random(kernel_shape, seed=1).astype(dtype)
+    outputs, fast_vjp = jax.vjp(_conv, images, kernel)
+    want_outputs, xla_vjp = jax.vjp(xla_conv, images, kernel)
+    np.testing.assert_array_equal(outputs, want_outputs)
+    grad_out = random(outputs.shape, seed=2).astype(dtype)
+    tolerance = 1e-5 if dtype == jnp.float32 else 1e-2
+    for got, want in zip(fast_vjp(grad_out), xla_vjp(grad_out), strict=True):
+        assert got.dtype == want.dtype == dtype
+        assert relative_error(got.astype(jnp.float32), want.astype(jnp.float32)) < (
+            tolerance
+        )
 
 
 def test_conv_pool_gives_a_tied_window_gradient_to_its_first_maximum_like_flax():
