@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,12 @@ CASES = {
 }
 
 
-def step_throughput(case: str, steps: int, repeats: int, num_examples: int) -> dict:
+def step_runner(case: str, num_examples: int) -> tuple[Callable[[int], None], int]:
+    """``(run, batch_size)``: ``run(count)`` does ``count`` steps of the train step.
+
+    The step compiles at the first call (so under whatever layers are in
+    place then); the state carries over from call to call.
+    """
     shape, batch_size = CASES[case]
     config = TrainConfig(batch_size=batch_size)
     rng = np.random.default_rng(0)
@@ -58,12 +64,17 @@ def step_throughput(case: str, steps: int, repeats: int, num_examples: int) -> d
     state = train_lib.replicate(state)
     totals = train_lib.replicate(jnp.zeros(3, jnp.float32))
 
-    def run(count: int):
+    def run(count: int) -> None:
         nonlocal state, totals
         for _ in range(count):
             state, totals = train_step(state, totals, *data)
         jax.block_until_ready(totals)
 
+    return run, batch_size
+
+
+def step_throughput(case: str, steps: int, repeats: int, num_examples: int) -> dict:
+    run, batch_size = step_runner(case, num_examples)
     run(20)  # compile and warm up
     rates = []
     for _ in range(repeats):

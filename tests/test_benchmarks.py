@@ -119,6 +119,16 @@ def test_optimizer_cost_benchmark_reports_a_ratio_per_pytree():
     assert all(row["ratio_q1"] <= row["ratio"] <= row["ratio_q3"] for row in rows)
 
 
+@pytest.mark.slow
+def test_images_gradient_benchmark_times_both_gradients_in_the_train_step():
+    (result,) = run_json(
+        "images_gradient.py", "--rounds=4", "--steps=1", "--num_examples=256"
+    )
+    assert result["project_images_per_second"] > 0
+    assert result["xla_images_per_second"] > 0
+    assert result["ratio_q1"] <= result["ratio"] <= result["ratio_q3"]
+
+
 def test_matmul_peak_reports_gflops_per_library():
     (result,) = run_json("matmul_peak.py", "--size=64", "--repeats=2")
     assert result["numpy_gflops"] > 0 and result["jax_gflops"] > 0
