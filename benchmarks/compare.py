@@ -175,18 +175,26 @@ def optimizer_table(runs: int, rounds: int) -> list[str]:
 
 def sweep_table(runs: int, steps: int, repeats: int) -> list[str]:
     args = ("--configs=1,20", f"--steps={steps}", f"--repeats={repeats}", "--json")
-    rates: dict[int, list[float]] = {1: [], 20: []}
+    rates: dict[tuple[int, str], list[float]] = {}
     for rows in per_process(runs, "sweep_throughput.py", *args):
         for row in rows:
-            rates[row["configs"]].append(row["images_per_second"])
-    one, one_cell = median_and_range(rates[1])
-    twenty, twenty_cell = median_and_range(rates[20])
-    return [
+            key = (row["configs"], "one" if row["configs"] == 1 else row["data_order"])
+            rates.setdefault(key, []).append(row["images_per_second"])
+    one, one_cell = median_and_range(rates[1, "one"])
+    lines = [
         "| configurations | img/s summed | speedup over 20 sequential runs |",
         "|---|---|---|",
         f"| 1 (x20 sequential) | {one_cell} | 1.00 |",
-        f"| 20 in one vmapped program | {twenty_cell} | {twenty / one:.2f} |",
     ]
+    for order, batches in (
+        ("own", "own batches (3 seeds)"),
+        ("shared", "shared batches (1 seed)"),
+    ):
+        twenty, twenty_cell = median_and_range(rates[20, order])
+        lines.append(
+            f"| 20 in one vmapped program, {batches} | {twenty_cell} | {twenty / one:.2f} |"
+        )
+    return lines
 
 
 def main() -> None:

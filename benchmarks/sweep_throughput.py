@@ -3,10 +3,17 @@ vmapped program against one configuration, on Fashion-MNIST, batch 64.
 
     python benchmarks/sweep_throughput.py --configs=1,4,8,20 --steps=100 --repeats=5
 
+The configurations are the first N non-SGD rows of the Table 2 sweep over
+seeds 0, 1 and 2. ``--data_order=own`` keeps their seeds, so each trains on its
+own batches; ``shared`` gives them all seed 0, so they train on the same
+batches and the step shares them (``sweep.epoch_permutations``), as in a sweep
+over one seed. One configuration is the same program either way.
+
 Prints the median over repeats of images/s summed over configurations.
 """
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -16,12 +23,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from phs_optax_training import data as data_lib
-from phs_optax_training import sweep, train_lib
+from phs_optax_training import sweep
 from phs_optax_training.config import TrainConfig
 
 
 def measure(
-    num_configs: int, steps: int, repeats: int, dataset, batch_size: int
+    num_configs: int,
+    steps: int,
+    repeats: int,
+    dataset,
+    batch_size: int,
+    data_order: str = "own",
 ) -> float:
     base = TrainConfig(batch_size=batch_size)
     rows = [
@@ -34,6 +46,8 @@ def measure(
             f"--configs: at most {len(rows)} configurations, not {num_configs}"
         )
     configs = rows[:num_configs]
+    if data_order == "shared":
+        configs = [dataclasses.replace(c, seed=0) for c in configs]
     program = sweep._compile_group("phs", base, dataset)
     hyperparams = {
         key: np.array([sweep._hyperparams("phs", c)[key] for c in configs], np.float32)
@@ -43,9 +57,7 @@ def measure(
         program.model, program.tx, configs, hyperparams, program.train.images[:1]
     )
     num_train = len(program.train.labels)
-    permutations = jnp.asarray(
-        np.stack([train_lib.epoch_permutation(c.seed, 1, num_train) for c in configs])
-    )
+    permutations = sweep.epoch_permutations(configs, 1, num_train)
     totals = jnp.zeros((num_configs, 2), jnp.float32)
     step = jnp.zeros([], jnp.int32)
     args = (
@@ -78,22 +90,31 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument(
+        "--data_order",
+        default="own,shared",
+        help="comma-separated: own (each config its seed's batches), shared (one seed)",
+    )
     parser.add_argument("--json", action="store_true", help="JSON lines, no table")
     parser.add_argument("--data_dir", default=None, help="local Fashion-MNIST files")
     args = parser.parse_args()
+    orders = args.data_order.split(",")
+    if not set(orders) <= {"own", "shared"}:
+        parser.error(f"--data_order: own and/or shared, not {args.data_order!r}")
     dataset = data_lib.load_dataset("fashion_mnist", args.data_dir)
-    if args.json:
-        for n in (int(x) for x in args.configs.split(",")):
-            rate = measure(n, args.steps, args.repeats, dataset, args.batch_size)
-            print(json.dumps({"configs": n, "images_per_second": rate}), flush=True)
-        return
-    print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
-    print("| configs in one program | images/s summed (median) |\n|---|---|")
+    if not args.json:
+        print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
+        print("| configs in one program | batches | images/s summed (median) |")
+        print("|---|---|---|")
     for n in (int(x) for x in args.configs.split(",")):
-        print(
-            f"| {n} | {measure(n, args.steps, args.repeats, dataset, args.batch_size):,.0f} |",
-            flush=True,
-        )
+        # One configuration has one seed: the same program for both orders.
+        for order in orders[:1] if n == 1 else orders:
+            rate = measure(n, args.steps, args.repeats, dataset, args.batch_size, order)
+            if args.json:
+                row = {"configs": n, "data_order": order, "images_per_second": rate}
+                print(json.dumps(row), flush=True)
+            else:
+                print(f"| {n} | {order} | {rate:,.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -129,6 +129,22 @@ def test_images_gradient_benchmark_times_both_gradients_in_the_train_step():
     assert result["ratio_q1"] <= result["ratio"] <= result["ratio_q3"]
 
 
+@pytest.mark.slow
+def test_sweep_throughput_reports_one_config_once_and_more_per_data_order(
+    small_fashion_mnist_dir,
+):
+    rows = run_json(
+        "sweep_throughput.py", "--configs=1,2", "--steps=1", "--repeats=1",
+        "--batch_size=32", "--json", f"--data_dir={small_fashion_mnist_dir}",
+    )  # fmt: skip
+    assert [(row["configs"], row["data_order"]) for row in rows] == [
+        (1, "own"),
+        (2, "own"),
+        (2, "shared"),
+    ]
+    assert all(row["images_per_second"] > 0 for row in rows)
+
+
 def test_matmul_peak_reports_gflops_per_library():
     (result,) = run_json("matmul_peak.py", "--size=64", "--repeats=2")
     assert result["numpy_gflops"] > 0 and result["jax_gflops"] > 0

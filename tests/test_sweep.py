@@ -37,6 +37,7 @@ CONFIGS = [
     ),
     # ablations: braking at a fixed update instead of at the goal; SGD with
     # momentum whose learning rate drops by brake_factor at a fixed update
+    # (the two SGD rows share seed 0, so their program shares the batches)
     dataclasses.replace(BASE, brake_trigger="step", brake_at_step=20),
     dataclasses.replace(
         BASE,
@@ -123,6 +124,24 @@ def test_one_configuration_per_program_gives_the_same_result(swept, dataset, tmp
             )
         name = sweep.run_name(config)
         assert one_by_one[name]["brake_step"] == summaries[name]["brake_step"]
+
+
+def test_configurations_of_one_seed_get_one_shared_data_order():
+    one_seed = [BASE, dataclasses.replace(BASE, optimizer="phs")]
+    shared = sweep.epoch_permutations(one_seed, epoch=2, num_train=512)
+    np.testing.assert_array_equal(shared, train_lib.epoch_permutation(0, 2, 512))
+
+
+def test_a_lone_configuration_keeps_its_own_row_of_data_order():
+    (order,) = sweep.epoch_permutations([BASE], epoch=2, num_train=512)
+    np.testing.assert_array_equal(order, train_lib.epoch_permutation(0, 2, 512))
+
+
+def test_configurations_of_several_seeds_get_one_data_order_each():
+    configs = [BASE, dataclasses.replace(BASE, seed=1), BASE]
+    orders = sweep.epoch_permutations(configs, epoch=2, num_train=512)
+    expected = [train_lib.epoch_permutation(c.seed, 2, 512) for c in configs]
+    np.testing.assert_array_equal(orders, np.stack(expected))
 
 
 def test_sweep_writes_train_py_files_per_configuration(swept):
