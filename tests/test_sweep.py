@@ -226,22 +226,27 @@ def quick_protocol_args(data_dir, workdir, *extra):
         "--seeds=0",
         "--num_epochs=1",
         "--batch_size=64",
-        "--configs_per_program=1",
         *extra,
         f"--data_dir={data_dir}",
         f"--workdir={workdir}",
     ]
 
 
-def test_command_line_runs_a_named_sweep_one_configuration_at_a_time(
+def test_command_line_runs_a_named_sweep_one_configuration_at_a_time_on_a_cpu(
     small_fashion_mnist_dir, tmp_path, capsys
 ):
+    assert jax.default_backend() == "cpu"  # the default: 1 there, all on a GPU
     exit_code = sweep.main(quick_protocol_args(small_fashion_mnist_dir, tmp_path))
     assert exit_code == 0
     assert "| sgd | 0.1 |" in capsys.readouterr().out
     summaries = [json.loads(p.read_text()) for p in tmp_path.glob("*/summary.json")]
     assert len(summaries) == 14
     assert {s["sweep_configs_per_program"] for s in summaries} == {1}
+
+
+def test_fewer_than_one_configuration_per_program_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="configs_per_program=0 must be at least 1"):
+        sweep.run_sweep(CONFIGS, tmp_path, configs_per_program=0)
 
 
 def test_command_line_error_is_one_line_and_exit_code_2(tmp_path, capsys):

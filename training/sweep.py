@@ -473,6 +473,11 @@ def run_sweep(
     """
     if not 0 <= worker < num_workers:
         raise ValueError(f"worker={worker} must lie in [0, num_workers={num_workers})")
+    if configs_per_program is not None and configs_per_program < 1:
+        raise ValueError(
+            f"configs_per_program={configs_per_program} must be at least 1 "
+            "(or None: all at once)"
+        )
     sweep_dir = Path(sweep_dir)
     # Options beyond the paper act on goal_phs only; baselines run without them.
     configs = [
@@ -837,6 +842,15 @@ def named_sweep(
 _CORES_VARIABLE = "PHS_SWEEP_CORES"
 
 
+def default_configs_per_program() -> int | None:
+    """1 on a CPU, None (all at once) on an accelerator.
+
+    On the CPU, vmapped configurations run slower than the same configurations
+    one after another through the shared program, even when they share their
+    batches (benchmarks/RESULTS.md, ``compare.py --only sweep``)."""
+    return 1 if jax.default_backend() == "cpu" else None
+
+
 def _without_flag(argv: list[str], flag: str) -> list[str]:
     kept, skip_value = [], False
     for arg in argv:
@@ -891,7 +905,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--configs_per_program",
         type=int,
         default=None,
-        help="configurations trained at once (default all; 1 is fastest on a CPU)",
+        help="configurations trained at once (default: 1 on a CPU, where it is "
+        "fastest, all of a group on an accelerator)",
     )
     parser.add_argument(
         "--processes",
@@ -947,7 +962,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_sweep(
             configs,
             args.workdir,
-            configs_per_program=args.configs_per_program,
+            configs_per_program=(
+                args.configs_per_program
+                if args.configs_per_program is not None
+                else default_configs_per_program()
+            ),
             worker=args.worker,
             num_workers=args.num_workers,
             log=lambda m: print(m, file=sys.stderr, flush=True),
