@@ -10,6 +10,10 @@ batches and the step shares them (``sweep.epoch_permutations``), as in a sweep
 over one seed. One configuration is the same program either way.
 
 Prints the median over repeats of images/s summed over configurations.
+``--interleaved_rounds=R`` instead compiles both orders in one process and
+alternates them (the ratio that separate processes measure too noisily here):
+
+    python benchmarks/sweep_throughput.py --configs=20 --steps=10 --interleaved_rounds=15
 """
 
 import argparse
@@ -17,6 +21,7 @@ import dataclasses
 import json
 import statistics
 import time
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -27,14 +32,11 @@ from phs_optax_training import sweep
 from phs_optax_training.config import TrainConfig
 
 
-def measure(
-    num_configs: int,
-    steps: int,
-    repeats: int,
-    dataset,
-    batch_size: int,
-    data_order: str = "own",
-) -> float:
+def step_runner(
+    num_configs: int, dataset, batch_size: int, data_order: str = "own"
+) -> Callable[[int], float]:
+    """A function that runs ``steps`` sweep steps (compiled, state carried
+    over from call to call) and returns the seconds they took."""
     base = TrainConfig(batch_size=batch_size)
     rows = [
         c
@@ -57,31 +59,65 @@ def measure(
         program.model, program.tx, configs, hyperparams, program.train.images[:1]
     )
     num_train = len(program.train.labels)
-    permutations = sweep.epoch_permutations(configs, 1, num_train)
-    totals = jnp.zeros((num_configs, 2), jnp.float32)
-    step = jnp.zeros([], jnp.int32)
+    carry = [params, opt_state, jnp.zeros((num_configs, 2)), jnp.zeros([], jnp.int32)]
     args = (
         sweep.brake_schedule(configs),
-        permutations,
+        sweep.epoch_permutations(configs, 1, num_train),
         program.train.images,
         program.train.labels,
     )
-    params, opt_state, totals, step = program.step_all(
-        params, opt_state, totals, step, *args
-    )
-    jax.block_until_ready(params)
-    rates = []
-    for _ in range(repeats):
+
+    def run(steps: int) -> float:
         start = time.perf_counter()
         for _ in range(steps):
-            params, opt_state, totals, step = program.step_all(
-                params, opt_state, totals, step, *args
-            )
-        jax.block_until_ready(params)
-        rates.append(
-            steps * base.batch_size * num_configs / (time.perf_counter() - start)
-        )
-    return statistics.median(rates)
+            carry[:] = program.step_all(*carry, *args)
+        jax.block_until_ready(carry[0])
+        return time.perf_counter() - start
+
+    run(1)  # compiles
+    return run
+
+
+def measure(
+    num_configs: int,
+    steps: int,
+    repeats: int,
+    dataset,
+    batch_size: int,
+    data_order: str = "own",
+) -> float:
+    """Median over ``repeats`` of the images/s summed over configurations."""
+    run = step_runner(num_configs, dataset, batch_size, data_order)
+    seconds = [run(steps) for _ in range(repeats)]
+    return steps * batch_size * num_configs / statistics.median(seconds)
+
+
+def interleaved_ratio(
+    num_configs: int, steps: int, rounds: int, dataset, batch_size: int
+) -> dict[str, float]:
+    """Time of shared over own batches, both compiled in one process and
+    called in alternating order for ``rounds`` rounds: median and quartiles
+    of the per-round ratios (this VM's speed drifts between processes)."""
+    runs = {
+        order: step_runner(num_configs, dataset, batch_size, order)
+        for order in ("own", "shared")
+    }
+    times: dict[str, list[float]] = {order: [] for order in runs}
+    for round_index in range(rounds):
+        orders = list(runs) if round_index % 2 == 0 else list(runs)[::-1]
+        for order in orders:
+            times[order].append(runs[order](steps))
+    ratios = [a / b for a, b in zip(times["shared"], times["own"], strict=True)]
+    first, median, third = statistics.quantiles(ratios, n=4)
+    images = steps * batch_size * num_configs
+    return {
+        "configs": num_configs,
+        "own_images_per_second": images / statistics.median(times["own"]),
+        "shared_images_per_second": images / statistics.median(times["shared"]),
+        "time_ratio_shared_over_own": statistics.median(ratios),
+        "ratio_q1": first,
+        "ratio_q3": third,
+    }
 
 
 def main() -> None:
@@ -95,6 +131,13 @@ def main() -> None:
         default="own,shared",
         help="comma-separated: own (each config its seed's batches), shared (one seed)",
     )
+    parser.add_argument(
+        "--interleaved_rounds",
+        type=int,
+        default=0,
+        help="instead: own against shared batches in one process, this many "
+        "alternating rounds of --steps steps for each of --configs (JSON)",
+    )
     parser.add_argument("--json", action="store_true", help="JSON lines, no table")
     parser.add_argument("--data_dir", default=None, help="local Fashion-MNIST files")
     args = parser.parse_args()
@@ -102,6 +145,13 @@ def main() -> None:
     if not set(orders) <= {"own", "shared"}:
         parser.error(f"--data_order: own and/or shared, not {args.data_order!r}")
     dataset = data_lib.load_dataset("fashion_mnist", args.data_dir)
+    if args.interleaved_rounds:
+        for n in (int(x) for x in args.configs.split(",")):
+            row = interleaved_ratio(
+                n, args.steps, args.interleaved_rounds, dataset, args.batch_size
+            )
+            print(json.dumps(row), flush=True)
+        return
     if not args.json:
         print(f"device: {jax.devices()[0].device_kind}, {jax.device_count()} device(s)")
         print("| configs in one program | batches | images/s summed (median) |")

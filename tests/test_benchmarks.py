@@ -145,6 +145,16 @@ def test_sweep_throughput_reports_one_config_once_and_more_per_data_order(
     assert all(row["images_per_second"] > 0 for row in rows)
 
 
+@pytest.mark.slow
+def test_sweep_throughput_interleaves_own_and_shared_batches(small_fashion_mnist_dir):
+    (row,) = run_json(
+        "sweep_throughput.py", "--configs=2", "--steps=1", "--interleaved_rounds=4",
+        "--batch_size=32", f"--data_dir={small_fashion_mnist_dir}",
+    )  # fmt: skip
+    assert row["configs"] == 2
+    assert row["ratio_q1"] <= row["time_ratio_shared_over_own"] <= row["ratio_q3"]
+
+
 def test_matmul_peak_reports_gflops_per_library():
     (result,) = run_json("matmul_peak.py", "--size=64", "--repeats=2")
     assert result["numpy_gflops"] > 0 and result["jax_gflops"] > 0
