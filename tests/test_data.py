@@ -393,6 +393,18 @@ def test_channel_mean_std_is_exact_and_safe_for_constant_channels():
     np.testing.assert_allclose(std, [expected.std(), 1.0], rtol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(700, 28, 28, 1), (200, 32, 32, 3), (0, 4, 4, 3)])
+def test_normalized_pixels_are_scaled_then_standardized_per_channel(shape):
+    # 700 and 200 images span several of the lookup's chunks.
+    images = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    mean = np.linspace(0.2, 0.5, shape[-1]).astype(np.float32)
+    std = np.linspace(0.3, 0.25, shape[-1]).astype(np.float32)
+    expected = ((images / 255.0 - mean.astype(np.float64)) / std).astype(np.float32)
+    normalized = data._normalize_pixels(images, mean, std)
+    assert normalized.dtype == np.float32
+    np.testing.assert_array_equal(normalized, expected)
+
+
 def test_default_cache_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv(data.CACHE_ENV_VAR, str(tmp_path / "x"))
     assert data.default_cache_dir() == tmp_path / "x"

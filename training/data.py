@@ -764,12 +764,23 @@ def _check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:
 def _normalize_pixels(
     images: np.ndarray, mean: np.ndarray, std: np.ndarray
 ) -> np.ndarray:
-    """(pixels / 255 - mean) / std per channel, via a 256-entry lookup table."""
+    """(pixels / 255 - mean) / std per channel, via a 256-entry lookup table.
+
+    The lookup goes a few hundred images at a time: ``np.take`` works on
+    8-byte integer indices, and one such copy of all of Fashion-MNIST's
+    training images (376 MB) made the lookup 5x slower than in chunks.
+    """
     levels = np.arange(256, dtype=np.float64)[:, None] / 255.0
-    table = ((levels - mean) / std).astype(np.float32)  # (256, channels)
+    table = ((levels - mean) / std).astype(np.float32).ravel()  # pixel * C + c
+    channels = images.shape[-1]
     out = np.empty(images.shape, dtype=np.float32)
-    for channel in range(images.shape[-1]):
-        np.take(table[:, channel], images[..., channel], out=out[..., channel])
+    chunk = max(1, (1 << 18) // max(1, images[:1].size))  # images per lookup
+    for first in range(0, len(images), chunk):
+        index = images[first : first + chunk].astype(np.intp)
+        if channels > 1:
+            index *= channels
+            index += np.arange(channels)
+        np.take(table, index, out=out[first : first + chunk])
     return out
 
 
