@@ -17,7 +17,7 @@ import pytest
 # processes through the environment and removed when the session ends. Reads
 # and writes take a file lock (it is on whenever the size is capped), because
 # two train.py processes can write and read the same entry at once; without
-# filelock (a test extra) the tests run without the cache. Under pytest-xdist
+# filelock (a dependency) the tests run without the cache. Under pytest-xdist
 # the controller process sets the variable before it starts its workers, so
 # they inherit it and share the cache; only the controller removes it.
 _SESSION_CACHE = None

@@ -96,6 +96,13 @@ flags.DEFINE_bool(
     "plots", True, "Write PNG plots to the workdir at the end.", flag_values=FLAGS
 )
 flags.DEFINE_string(
+    "compilation_cache_dir",
+    None,
+    "Where JAX keeps compiled programs for later runs (default: "
+    "$PHS_OPTAX_CACHE/jax or ~/.cache/phs_optax/jax; empty: off).",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
     "coordinator_address",
     os.environ.get("JAX_COORDINATOR_ADDRESS"),
     "host:port of process 0, for multi-process training.",
@@ -189,11 +196,12 @@ def run(argv: list[str]) -> None:
         _fail(str(error).splitlines()[0])
         return
 
-    from phs_optax_training import train_lib
+    from phs_optax_training import compilation_cache, train_lib
     from phs_optax_training.config import ConfigError
     from phs_optax_training.data import DataUnavailableError
 
     try:
+        compilation_cache.enable(FLAGS.compilation_cache_dir)
         _start_distributed()
         import jax
 

@@ -40,8 +40,8 @@ import optax
 
 import phs_optax
 from phs_optax_models import LeNet5
+from phs_optax_training import compilation_cache, presets, train_lib
 from phs_optax_training import data as data_lib
-from phs_optax_training import presets, train_lib
 from phs_optax_training.config import (
     EXTENSION_DEFAULTS,
     TrainConfig,
@@ -916,6 +916,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(2 on a 2-core CPU trains about 1.3x more images/s than 1)",
     )
     parser.add_argument(
+        "--compilation_cache_dir",
+        default=None,
+        help="where JAX keeps compiled programs for later runs (default: "
+        "$PHS_OPTAX_CACHE/jax or ~/.cache/phs_optax/jax; empty: off)",
+    )
+    parser.add_argument(
         "--reference",
         help="ablation: the finished table2 sweep folder whose goal runs set the steps",
     )
@@ -959,6 +965,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if args.processes > 1:
             _run_workers(list(sys.argv[1:] if argv is None else argv), args.processes)
+        compilation_cache.enable(args.compilation_cache_dir)
         run_sweep(
             configs,
             args.workdir,
