@@ -49,9 +49,7 @@ def step_runner(case: str, num_examples: int) -> tuple[Callable[[int], None], in
     labels = rng.integers(0, 10, num_examples).astype(np.int32)
     model = LeNet5()
     params = model.init(jax.random.PRNGKey(0), images[:1])["params"]
-    state = train_lib.TrainState.create(
-        apply_fn=model.apply, params=params, tx=train_lib.create_optimizer(config)
-    )
+    state = train_lib.initial_state(model, params, train_lib.create_optimizer(config))
     steps_per_epoch = num_examples // batch_size
     train_step = train_lib.make_train_step(batch_size, steps_per_epoch, 1)
     permutation = train_lib.epoch_permutation(0, 1, num_examples)

@@ -119,6 +119,35 @@ def test_initial_params_are_those_of_init_compiled_with_default_options(image_sh
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"optimizer": "sgd"},
+        {"release_after": 8, "kick_energy": 0.01, "deadline": 6},
+        {"ema_decay": 0.9},
+    ],
+)
+def test_initial_state_is_flax_train_state_create_with_a_jitted_init(options):
+    config = TrainConfig(**{**QUICK, **options})
+    model = train_lib.LeNet5()
+    params = train_lib.initial_params(model, 0, np.zeros((1, 28, 28, 1), np.float32))
+    tx = train_lib.create_optimizer(config)
+    state = train_lib.initial_state(model, params, tx)
+    expected = train_lib.TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    assert state.step == 0 and state.tx is tx and state.apply_fn == model.apply
+    assert jax.tree.structure(state.opt_state) == jax.tree.structure(expected.opt_state)
+    for a, b in zip(
+        jax.tree.leaves(state.opt_state),
+        jax.tree.leaves(expected.opt_state),
+        strict=True,
+    ):
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_train_step_compiles_once_for_its_own_outputs_and_a_new_epochs_totals(
     dataset,
 ):
@@ -126,9 +155,7 @@ def test_train_step_compiles_once_for_its_own_outputs_and_a_new_epochs_totals(
     model = train_lib.LeNet5()
     params = train_lib.initial_params(model, 0, dataset.train_images[:1])
     state = train_lib.replicate(
-        train_lib.TrainState.create(
-            apply_fn=model.apply, params=params, tx=train_lib.create_optimizer(config)
-        )
+        train_lib.initial_state(model, params, train_lib.create_optimizer(config))
     )
     copies = jax.local_device_count()
     images, labels, permutation = (

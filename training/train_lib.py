@@ -183,6 +183,21 @@ def _jitted_init(model: LeNet5, key: jax.Array, example_images: jax.Array) -> An
     return model.init(key, example_images)["params"]
 
 
+def initial_state(
+    model: LeNet5, params: Any, tx: optax.GradientTransformation
+) -> TrainState:
+    """``TrainState.create`` with the optimizer's ``init`` jitted.
+
+    Run eagerly, ``init`` dispatches one small program per leaf and scalar of
+    the optimizer state, each compiled on first use (0.9 s for goal_phs on the
+    2-core CPU); jitted, it is one program (0.27 s), with the same values.
+    """
+    opt_state = jax.jit(tx.init)(params)
+    return TrainState(
+        step=0, apply_fn=model.apply, params=params, tx=tx, opt_state=opt_state
+    )
+
+
 def put_per_device(values: list[np.ndarray]) -> jax.Array:
     """One array per local device (in pmap's order) as a pmap-ready array.
 
@@ -432,7 +447,7 @@ def train_and_evaluate(
     model = LeNet5(num_classes=dataset.num_classes)
     tx = create_optimizer(config)
     params = initial_params(model, config.seed, splits["test"].images[:1])
-    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    state = initial_state(model, params, tx)
     num_params = sum(x.size for x in jax.tree.leaves(params))
 
     checkpoints = Checkpoints(workdir / "checkpoints", config)
@@ -557,9 +572,7 @@ def final_params(workdir: str | Path, config: TrainConfig, dataset: data_lib.Dat
     """The params and optimizer state of the latest checkpoint in ``workdir``."""
     model = LeNet5(num_classes=dataset.num_classes)
     params = initial_params(model, config.seed, dataset.train_images[:1])
-    template = TrainState.create(
-        apply_fn=model.apply, params=params, tx=create_optimizer(config)
-    )
+    template = initial_state(model, params, create_optimizer(config))
     checkpoints = Checkpoints(Path(workdir) / "checkpoints", config)
     try:
         state, _ = checkpoints.restore(
