@@ -193,7 +193,8 @@ def epoch_permutations(
 
 
 def make_sweep_step(apply_fn, tx, batch_size: int, steps_per_epoch: int, group: str):
-    """One jitted step of every configuration: each gathers its own batch.
+    """One jitted step of every configuration: each gathers its own batch, or
+    all take the same one when ``permutations`` is one order (1-D).
 
     ``schedule`` (see :func:`brake_schedule`) brakes ``phs-step`` states before
     the given update and scales SGD's updates from that update on.
