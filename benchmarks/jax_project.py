@@ -62,10 +62,14 @@ def step_runner(case: str, num_examples: int) -> tuple[Callable[[int], None], in
     state = train_lib.replicate(state)
     totals = train_lib.replicate(jnp.zeros(3, jnp.float32))
 
+    wait_every = train_lib.steps_between_waits()  # as train.py
+
     def run(count: int) -> None:
         nonlocal state, totals
-        for _ in range(count):
+        for index in range(count):
             state, totals = train_step(state, totals, *data)
+            if index % wait_every == wait_every - 1:
+                jax.block_until_ready(totals)
         jax.block_until_ready(totals)
 
     return run, batch_size

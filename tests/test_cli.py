@@ -146,6 +146,31 @@ def test_same_parameters_on_one_and_four_devices(tmp_path, small_fashion_mnist_d
     assert int(state_one.opt_state.brake_step) == int(state_four.opt_state.brake_step)
 
 
+def test_a_long_epoch_on_four_host_devices_runs_to_the_end(tmp_path):
+    # 128 steps dispatched without waiting aborted the process (a rendezvous
+    # timeout in XLA:CPU's all-reduce) before the training loop bounded its
+    # queue (train_lib.MAX_QUEUED_EXECUTIONS).
+    from conftest import write_fashion_mnist_files
+
+    data_dir = write_fashion_mnist_files(tmp_path / "data", num_train=8192, num_test=64)
+    result = run_train(
+        [
+            f"--data_dir={data_dir}",
+            "--num_epochs=1",
+            "--batch_size=64",
+            "--eval_batch_size=64",
+            "--quiet",
+            "--noplots",
+            f"--workdir={tmp_path / 'run'}",
+        ],
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["devices"] == 4
+
+
 def _leaves(tree):
     import jax
 

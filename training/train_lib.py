@@ -35,6 +35,15 @@ from phs_optax_training import data as data_lib
 from phs_optax_training.config import TrainConfig, extension_options, validate
 
 AXIS = "batch"
+
+# XLA:CPU (jaxlib 0.10.2) aborts the process with a rendezvous timeout in the
+# gradients' all-reduce when a pmapped step runs on several host devices and
+# about 128 device executions or more wait in its queue: 4 devices x 64
+# dispatched steps and 2 x 120 aborted, 4 x 32 and 2 x 64 ran (2-core VM,
+# benchmarks/RESULTS.md, session 14). So the training loop waits for its last
+# step once it has queued this many executions; one wait per 64 executions
+# costs a dispatch latency, far below the steps' time.
+MAX_QUEUED_EXECUTIONS = 64
 Metrics = dict[str, Any]
 
 
@@ -217,6 +226,11 @@ def replicate(tree: Any) -> Any:
     32-bit types, none weakly typed (as pmap's outputs are)."""
     copies = jax.local_device_count()
     return jax.tree.map(lambda leaf: put_per_device([np.asarray(leaf)] * copies), tree)
+
+
+def steps_between_waits() -> int:
+    """How many train steps a loop dispatches before it waits for the last one."""
+    return max(1, MAX_QUEUED_EXECUTIONS // jax.local_device_count())
 
 
 def make_eval_step(apply_fn: Callable, global_batch_size: int, num_examples: int):
@@ -488,6 +502,7 @@ def train_and_evaluate(
     brake_replicated = jax.pmap(phs_optax.brake, axis_name=AXIS)
     run_start = time.time() - (history[-1]["wall_time"] if history else 0.0)
     show_progress = progress and is_writer and sys.stderr.isatty()
+    wait_every = steps_between_waits()
 
     for epoch in range(start_epoch + 1, config.num_epochs + 1):
         permutation = put_per_device(
@@ -505,6 +520,8 @@ def train_and_evaluate(
             state, totals = train_step(
                 state, totals, *device_data["train"], permutation
             )
+            if step_in_epoch % wait_every == wait_every - 1:
+                jax.block_until_ready(totals)
             if show_progress and step_in_epoch % 50 == 49:
                 loss_sum, correct, count = np.asarray(totals[0])
                 bar.set_postfix(
