@@ -21,7 +21,8 @@ of the medians.
 3. The optimizer's own cost (``optimizer_cost.py``, whose two optimizers
    alternate within each process), on both cores and pinned to one.
 4. The sweep: 20 configurations in one vmapped program against one
-   (``sweep_throughput.py``).
+   (``sweep_throughput.py``), and one configuration per process in one
+   process per core, pinned, at once (what the sweep's ``--processes`` does).
 """
 
 from __future__ import annotations
@@ -80,6 +81,29 @@ def run(script: str, *args: str, pin_to_core: int | None = None) -> list[dict]:
     if result.returncode != 0:
         sys.exit(f"{script} {' '.join(args)} failed:\n{result.stderr[-2000:]}")
     return [json.loads(line) for line in result.stdout.splitlines() if line[:1] == "{"]
+
+
+def run_pinned_at_once(script: str, *args: str) -> list[list[dict]]:
+    """Runs one ``benchmarks/<script>`` process per CPU core, each pinned to its
+    core, all at once (as the sweep's ``--processes``); their JSON lines."""
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(HERE / script), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda core=core: os.sched_setaffinity(0, {core}),
+        )
+        for core in sorted(os.sched_getaffinity(0))
+    ]
+    outputs = [worker.communicate() for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        if worker.returncode != 0:
+            sys.exit(f"{script} {' '.join(args)} failed:\n{err[-2000:]}")
+    return [
+        [json.loads(line) for line in out.splitlines() if line[:1] == "{"]
+        for out, _ in outputs
+    ]
 
 
 def machine() -> str:
@@ -194,6 +218,19 @@ def sweep_table(runs: int, steps: int, repeats: int) -> list[str]:
         lines.append(
             f"| 20 in one vmapped program, {batches} | {twenty_cell} | {twenty / one:.2f} |"
         )
+    one_args = ("--configs=1", *args[1:])
+    summed = [
+        sum(rows[0]["images_per_second"] for rows in processes)
+        for processes in (
+            run_pinned_at_once("sweep_throughput.py", *one_args) for _ in range(runs)
+        )
+    ]
+    cores = len(os.sched_getaffinity(0))
+    pinned, pinned_cell = median_and_range(summed)
+    lines.append(
+        f"| 1 per process, {cores} processes pinned to a core each, at once "
+        f"(the sweep's `--processes={cores}`) | {pinned_cell} | {pinned / one:.2f} |"
+    )
     return lines
 
 

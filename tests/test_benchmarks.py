@@ -72,6 +72,19 @@ def test_compute_limit_uses_the_issue_flop_count():
     )
 
 
+def test_pinned_processes_run_one_per_core_each_on_its_own_core(tmp_path, monkeypatch):
+    import os
+
+    compare = import_benchmark("compare")
+    (tmp_path / "affinity.py").write_text(
+        "import json, os\n"
+        "print(json.dumps({'cores': sorted(os.sched_getaffinity(0))}))\n"
+    )
+    monkeypatch.setattr(compare, "HERE", tmp_path)
+    cores = [row["cores"] for (row,) in compare.run_pinned_at_once("affinity.py")]
+    assert sorted(cores) == [[core] for core in sorted(os.sched_getaffinity(0))]
+
+
 def test_scalar_state_benchmark_packs_the_same_values_as_separate_fields():
     jnp = pytest.importorskip("jax.numpy")
     with_scalar_fields = import_benchmark("scalar_state_cost").with_scalar_fields
