@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,8 +74,6 @@ def test_compute_limit_uses_the_issue_flop_count():
 
 
 def test_pinned_processes_run_one_per_core_each_on_its_own_core(tmp_path, monkeypatch):
-    import os
-
     compare = import_benchmark("compare")
     (tmp_path / "affinity.py").write_text(
         "import json, os\n"
