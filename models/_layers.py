@@ -14,6 +14,12 @@ one pixel with 4x the channels). Its output channels come in four groups, one
 per position of the pooling window, so the pool is a max over groups: no
 windowed reduction and no ``select_and_scatter``.
 
+The first layer, whose images have few channels, goes further
+(:func:`conv_pool_to_blocks`): on 4x4 space-to-depth images the 5x5
+convolution + 2x2 pool is a 2x2 convolution with 16x the output channels,
+and its pooled output comes out as 2x2 blocks, the layout the second layer
+(:func:`conv_pool_from_blocks`) reads, so no transpose lies between them.
+
 The convolution's images gradient is one matrix product whose windows are
 added at their offsets (`_conv_images_grad`), not XLA's convolution of the
 padded gradient.
@@ -24,6 +30,8 @@ rounding (``tests/test_layers.py``).
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -91,30 +99,38 @@ def _conv_images_grad(grad_out: jax.Array, kernel: jax.Array, dtype) -> jax.Arra
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def _space_to_depth(images: jax.Array) -> jax.Array:
-    """(n, 2p, 2q, c) -> (n, p, q, 4c), channel index (row parity, column parity, c)."""
+def _space_to_depth(images: jax.Array, block: int = 2) -> jax.Array:
+    """(n, block p, block q, c) -> (n, p, q, block² c), channel (row offset, column offset, c)."""
     n, h, w, c = images.shape
-    blocks = images.reshape(n, h // 2, 2, w // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
-    return blocks.reshape(n, h // 2, w // 2, 4 * c)
+    blocks = images.reshape(n, h // block, block, w // block, block, c)
+    return blocks.transpose(0, 1, 3, 2, 4, 5).reshape(
+        n, h // block, w // block, block * block * c
+    )
 
 
-def _space_to_depth_kernel(kernel: jax.Array) -> jax.Array:
-    """A 5x5 kernel as the 3x3 kernel that acts on space-to-depth images.
+def _space_to_depth_kernel(kernel: jax.Array, block: int = 2) -> jax.Array:
+    """A 5x5 kernel as the kernel that acts on space-to-depth images of ``block``.
 
     Output channel (di, dj, o) computes the convolution at the output pixel
-    (2a + di, 2b + dj); its taps sit at offset (di, dj) in a 6x6 window.
+    (block a + di, block b + dj); its taps sit at offset (di, dj) in a window
+    of ``taps`` x ``taps`` blocks. Block 2: a 3x3 kernel; block 4: 2x2.
     """
-    _, _, in_channels, out_channels = kernel.shape
-    padded = jnp.pad(kernel, ((1, 1), (1, 1), (0, 0), (0, 0)))  # 7x7
+    size, _, in_channels, out_channels = kernel.shape
+    taps = -(-(size + block - 1) // block)
+    window = block * taps
+    before, after = block - 1, window - size
+    padded = jnp.pad(kernel, ((before, after), (before, after), (0, 0), (0, 0)))
     shifted = [
-        padded[1 - di : 7 - di, 1 - dj : 7 - dj]  # 6x6: tap (2p + r, 2q + s)
-        .reshape(3, 2, 3, 2, in_channels, out_channels)
+        padded[before - di : before - di + window, before - dj : before - dj + window]
+        .reshape(taps, block, taps, block, in_channels, out_channels)
         .transpose(0, 2, 1, 3, 4, 5)
-        .reshape(3, 3, 4 * in_channels, out_channels)
-        for di in range(2)
-        for dj in range(2)
+        .reshape(taps, taps, block * block * in_channels, out_channels)
+        for di in range(block)
+        for dj in range(block)
     ]
-    return jnp.stack(shifted, axis=-2).reshape(3, 3, 4 * in_channels, 4 * out_channels)
+    return jnp.stack(shifted, axis=-2).reshape(
+        taps, taps, block * block * in_channels, block * block * out_channels
+    )
 
 
 def _first_max_mask(groups: jax.Array) -> jax.Array:
@@ -130,16 +146,57 @@ def _first_max_mask(groups: jax.Array) -> jax.Array:
     return priority == score.max(axis=3, keepdims=True)
 
 
-def _conv_pool_s2d_parts(images, kernel):
-    """The convolution, (n, rows, cols, 4, out_channels): one group per window position."""
-    n, h, w, _ = images.shape
-    rows, cols = (h - 4) // 2, (w - 4) // 2  # pooled output size
-    s2d = _space_to_depth(images[:, : 2 * rows + 4, : 2 * cols + 4])
-    conv = _conv(s2d, _space_to_depth_kernel(kernel))
+def _pool_forward(groups: jax.Array, bias: jax.Array) -> jax.Array:
+    """The max over the window positions (axis 3) plus the bias."""
+    return groups.max(axis=3) + bias
+
+
+def _pool_grad(groups: jax.Array, grad_out: jax.Array) -> jax.Array:
+    """The gradient of the window max: to each window's first maximum."""
+    return jnp.where(_first_max_mask(groups), jnp.expand_dims(grad_out, 3), 0)
+
+
+def _blocks_parts(blocks, kernel, rows, cols):
+    """Conv of 2x2 blocks as (n, rows, cols, 4, out_channels): one group per window position."""
+    n = blocks.shape[0]
+    conv = _conv(blocks[:, : rows + 2, : cols + 2], _space_to_depth_kernel(kernel))
     return conv.reshape(n, rows, cols, 4, kernel.shape[-1])
 
 
-@jax.custom_vjp
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def conv_pool_from_blocks(
+    blocks: jax.Array, kernel: jax.Array, bias: jax.Array, height: int, width: int
+) -> jax.Array:
+    """``max_pool_2x2(conv(images, kernel) + bias)`` for a 5x5 VALID kernel,
+    with ``images`` (height x width) given as 2x2 blocks (:func:`_space_to_depth`).
+
+    ``blocks`` may hold more blocks than the image (padding, as
+    :func:`conv_pool_to_blocks` returns); those are not read. Returns
+    (n, (height - 4) // 2, (width - 4) // 2, out_channels).
+    """
+    rows, cols = (height - 4) // 2, (width - 4) // 2
+    return _pool_forward(_blocks_parts(blocks, kernel, rows, cols), bias)
+
+
+def _from_blocks_fwd(blocks, kernel, bias, height, width):
+    rows, cols = (height - 4) // 2, (width - 4) // 2
+    groups = _blocks_parts(blocks, kernel, rows, cols)
+    return _pool_forward(groups, bias), (blocks, kernel, groups)
+
+
+def _from_blocks_bwd(height, width, residuals, grad_out):
+    blocks, kernel, groups = residuals
+    rows, cols = (height - 4) // 2, (width - 4) // 2
+    _, conv_vjp = jax.vjp(lambda x, k: _blocks_parts(x, k, rows, cols), blocks, kernel)
+    return (
+        *conv_vjp(_pool_grad(groups, grad_out)),
+        grad_out.sum(axis=(0, 1, 2)),
+    )
+
+
+conv_pool_from_blocks.defvjp(_from_blocks_fwd, _from_blocks_bwd)
+
+
 def conv_pool_space_to_depth(
     images: jax.Array, kernel: jax.Array, bias: jax.Array
 ) -> jax.Array:
@@ -149,19 +206,64 @@ def conv_pool_space_to_depth(
     with 4x the input and output channels, each output channel group holding
     one position of the 2x2 pooling window, so the pool is a max over groups.
     """
-    return _conv_pool_s2d_parts(images, kernel).max(axis=3) + bias
+    _, height, width, _ = images.shape
+    rows, cols = (height - 4) // 2, (width - 4) // 2
+    blocks = _space_to_depth(images[:, : 2 * rows + 4, : 2 * cols + 4])
+    return conv_pool_from_blocks(blocks, kernel, bias, height, width)
 
 
-def _conv_pool_s2d_fwd(images, kernel, bias):
-    groups = _conv_pool_s2d_parts(images, kernel)
-    return groups.max(axis=3) + bias, (images, kernel, groups)
+def _to_blocks_parts(images, kernel):
+    """Conv on 4x4 blocks as (n, p, q, 4, 4 * out_channels): axis 3 is the
+    position in the pooling window, the last axis (row parity, column parity,
+    out_channels) of the pooled output's 2x2 blocks."""
+    n, height, width, _ = images.shape
+    out_channels = kernel.shape[-1]
+    p, q = -(-((height - 4) // 2) // 2), -(-((width - 4) // 2) // 2)  # 2x2 blocks
+    padded = jnp.pad(
+        images[:, : 4 * p + 4, : 4 * q + 4],
+        (
+            (0, 0),
+            (0, max(4 * p + 4 - height, 0)),
+            (0, max(4 * q + 4 - width, 0)),
+            (0, 0),
+        ),
+    )
+    # Output channels (2 pi + wi, 2 pj + wj, o) -> (wi, wj, pi, pj, o).
+    kernel4 = _space_to_depth_kernel(kernel, block=4)
+    kernel4 = kernel4.reshape(*kernel4.shape[:3], 2, 2, 2, 2, out_channels)
+    kernel4 = kernel4.transpose(0, 1, 2, 4, 6, 3, 5, 7).reshape(
+        kernel4.shape[:3] + (-1,)
+    )
+    conv = _conv(_space_to_depth(padded, block=4), kernel4)
+    return conv.reshape(n, p, q, 4, 4 * out_channels)
 
 
-def _conv_pool_s2d_bwd(residuals, grad_out):
+@jax.custom_vjp
+def conv_pool_to_blocks(
+    images: jax.Array, kernel: jax.Array, bias: jax.Array
+) -> jax.Array:
+    """``max_pool_2x2(conv(images, kernel) + bias)`` for a 5x5 VALID kernel, as 2x2 blocks.
+
+    Returns the pooled map in :func:`_space_to_depth`'s layout, (n, p, q,
+    4 out_channels) with p = ceil(((height - 4) // 2) / 2): pooled pixel
+    (2a + i, 2b + j) is ``out[:, a, b, (2 i + j) * out_channels:][:out_channels]``.
+    Where the pooled map has an odd number of rows or columns, the last block
+    row or column holds values of zero padding. For images with few channels
+    (the first layer): a 2x2 convolution on 4x4 space-to-depth images.
+    """
+    return _pool_forward(_to_blocks_parts(images, kernel), jnp.tile(bias, 4))
+
+
+def _to_blocks_fwd(images, kernel, bias):
+    groups = _to_blocks_parts(images, kernel)
+    return _pool_forward(groups, jnp.tile(bias, 4)), (images, kernel, groups)
+
+
+def _to_blocks_bwd(residuals, grad_out):
     images, kernel, groups = residuals
-    grad_groups = jnp.where(_first_max_mask(groups), grad_out[:, :, :, None], 0)
-    _, conv_vjp = jax.vjp(lambda x, k: _conv_pool_s2d_parts(x, k), images, kernel)
-    return (*conv_vjp(grad_groups), grad_out.sum(axis=(0, 1, 2)))
+    _, conv_vjp = jax.vjp(_to_blocks_parts, images, kernel)
+    bias_grad = grad_out.reshape(-1, 4, kernel.shape[-1]).sum(axis=(0, 1))
+    return (*conv_vjp(_pool_grad(groups, grad_out)), bias_grad)
 
 
-conv_pool_space_to_depth.defvjp(_conv_pool_s2d_fwd, _conv_pool_s2d_bwd)
+conv_pool_to_blocks.defvjp(_to_blocks_fwd, _to_blocks_bwd)

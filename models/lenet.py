@@ -8,28 +8,45 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from ._layers import conv_pool_space_to_depth
+from ._layers import (
+    conv_pool_from_blocks,
+    conv_pool_space_to_depth,
+    conv_pool_to_blocks,
+)
 
 
 class ConvPool5x5(nn.Module):
     """5x5 VALID convolution with bias, then 2x2 max-pool with stride 2.
 
     Holds ``nn.Conv``'s parameters (``kernel``, ``bias``) with its initializers,
-    so the parameter tree and initial values are those of ``nn.Conv``.
+    so the parameter tree and initial values are those of ``nn.Conv``. Takes
+    and returns images (n, height, width, channels), or, as LeNet-5's layers
+    pass them to each other, the 2x2 blocks of ``models/_layers.py``:
+    ``output_blocks`` returns the pooled map as blocks; ``input_image_size``
+    (height, width) says the input is blocks of an image of that size.
     """
 
     features: int
     dtype: Any = None
+    input_image_size: tuple[int, int] | None = None
+    output_blocks: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        if self.input_image_size is not None and self.output_blocks:
+            raise ValueError("ConvPool5x5 takes blocks or returns them, not both.")
+        in_channels = x.shape[-1] // (4 if self.input_image_size else 1)
         kernel = self.param(
             "kernel",
             nn.initializers.lecun_normal(),
-            (5, 5, x.shape[-1], self.features),
+            (5, 5, in_channels, self.features),
         )
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
         x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        if self.output_blocks:
+            return conv_pool_to_blocks(x, kernel, bias)
+        if self.input_image_size is not None:
+            return conv_pool_from_blocks(x, kernel, bias, *self.input_image_size)
         return conv_pool_space_to_depth(x, kernel, bias)
 
 
@@ -63,12 +80,15 @@ class LeNet5(nn.Module):
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
         """Maps images of shape (batch, height, width, channels) to logits."""
-        x = images
-        for name, features in (("conv1", 6), ("conv2", 16)):
-            # Pooling before the ReLU gives the same values (ReLU is monotone)
-            # at a quarter of the ReLU's cost.
-            x = nn.relu(ConvPool5x5(features, dtype=self.dtype, name=name)(x))
-        x = x.reshape((x.shape[0], -1))
+        # Pooling before the ReLU gives the same values (ReLU is monotone) at a
+        # quarter of the ReLU's cost. conv1 hands conv2 its pooled map as 2x2
+        # blocks, the layout conv2 computes on (models/_layers.py).
+        x = ConvPool5x5(6, dtype=self.dtype, output_blocks=True, name="conv1")(images)
+        pooled_size = ((images.shape[1] - 4) // 2, (images.shape[2] - 4) // 2)
+        x = ConvPool5x5(
+            16, dtype=self.dtype, input_image_size=pooled_size, name="conv2"
+        )(nn.relu(x))
+        x = nn.relu(x).reshape((x.shape[0], -1))
         for name, features in (("fc1", 120), ("fc2", 84)):
             x = nn.relu(nn.Dense(features, dtype=self.dtype, name=name)(x))
         logits = nn.Dense(self.num_classes, dtype=self.dtype, name="fc3")(x)

@@ -73,6 +73,9 @@ def test_compute_limit_uses_the_issue_flop_count():
     )
 
 
+# compare.py's own process runs no JAX; this test's process does, hence the
+# warning about forking (the children exec at once, after one affinity call).
+@pytest.mark.filterwarnings("ignore:os.fork.. was called:RuntimeWarning")
 def test_pinned_processes_run_one_per_core_each_on_its_own_core(tmp_path, monkeypatch):
     compare = import_benchmark("compare")
     (tmp_path / "affinity.py").write_text(

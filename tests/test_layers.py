@@ -14,8 +14,10 @@ from phs_optax_models._layers import (
     _conv,
     _first_max_mask,
     conv_pool_space_to_depth,
+    conv_pool_to_blocks,
     xla_conv,
 )
+from phs_optax_models.lenet import ConvPool5x5
 
 
 class ReferenceLeNet5(nn.Module):
@@ -52,20 +54,44 @@ def weighted_sum(layer, weights):
     return lambda *args: jnp.sum(layer(*args) * weights)
 
 
+def conv_pool_to_image(images, kernel, bias):
+    """conv_pool_to_blocks with its 2x2 blocks put back as an image."""
+    n, height, width, _ = images.shape
+    rows, cols = (height - 4) // 2, (width - 4) // 2
+    blocks = conv_pool_to_blocks(images, kernel, bias)
+    _, p, q, _ = blocks.shape
+    assert (p, q) == (-(-rows // 2), -(-cols // 2))
+    image = blocks.reshape(n, p, q, 2, 2, -1).transpose(0, 1, 3, 2, 4, 5)
+    return image.reshape(n, 2 * p, 2 * q, -1)[:, :rows, :cols]
+
+
 @pytest.mark.parametrize(
     "shape",
     [(4, 28, 28, 1), (3, 32, 32, 3), (2, 14, 14, 6), (2, 9, 11, 2)],
     ids=["fashion-mnist", "cifar-10", "second-layer", "odd-sizes"],
 )
 def test_conv_pool_space_to_depth_matches_xla_convolution_and_max_pool(shape):
+    assert_matches_stock_conv_pool(conv_pool_space_to_depth, shape)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(4, 28, 28, 1), (3, 32, 32, 3), (2, 30, 31, 2), (2, 9, 11, 2), (2, 13, 8, 1)],
+    ids=["fashion-mnist", "cifar-10", "odd-pooled-size", "small", "one-block"],
+)
+def test_conv_pool_to_blocks_matches_xla_convolution_and_max_pool(shape):
+    assert_matches_stock_conv_pool(conv_pool_to_image, shape)
+
+
+def assert_matches_stock_conv_pool(layer, shape):
     images, kernel = random(shape), random((5, 5, shape[-1], 6), seed=1)
     bias = random((6,), seed=2)
     weights = random((shape[0], (shape[1] - 4) // 2, (shape[2] - 4) // 2, 6), 3)
 
-    got = conv_pool_space_to_depth(images, kernel, bias)
+    got = layer(images, kernel, bias)
     assert relative_error(got, stock_conv_pool(images, kernel, bias)) < 1e-6
     argnums = (0, 1, 2)
-    fast = jax.grad(weighted_sum(conv_pool_space_to_depth, weights), argnums)
+    fast = jax.grad(weighted_sum(layer, weights), argnums)
     stock = jax.grad(weighted_sum(stock_conv_pool, weights), argnums)
     for got, want in zip(
         fast(images, kernel, bias), stock(images, kernel, bias), strict=True
@@ -100,7 +126,10 @@ def test_conv_gradients_are_those_of_xlas_convolution(
         )
 
 
-def test_conv_pool_gives_a_tied_window_gradient_to_its_first_maximum_like_flax():
+@pytest.mark.parametrize(
+    "layer", [conv_pool_space_to_depth, conv_pool_to_image], ids=["images", "blocks"]
+)
+def test_conv_pool_gives_a_tied_window_gradient_to_its_first_maximum_like_flax(layer):
     # A kernel with one tap passes the (integer, often tied) pixels through.
     images = jnp.asarray(
         np.random.default_rng(1).integers(0, 3, (2, 12, 14, 1)), jnp.float32
@@ -109,11 +138,10 @@ def test_conv_pool_gives_a_tied_window_gradient_to_its_first_maximum_like_flax()
     bias = jnp.zeros(1)
     weights = random((2, 4, 5, 1), seed=2)
     np.testing.assert_array_equal(
-        conv_pool_space_to_depth(images, kernel, bias),
-        stock_conv_pool(images, kernel, bias),
+        layer(images, kernel, bias), stock_conv_pool(images, kernel, bias)
     )
     np.testing.assert_array_equal(
-        jax.grad(weighted_sum(conv_pool_space_to_depth, weights))(images, kernel, bias),
+        jax.grad(weighted_sum(layer, weights))(images, kernel, bias),
         jax.grad(weighted_sum(stock_conv_pool, weights))(images, kernel, bias),
     )
 
@@ -139,7 +167,13 @@ def test_first_max_mask_marks_the_first_maximum_of_each_window_and_none_if_nan()
     )
 
 
-@pytest.mark.parametrize("shape", [(8, 28, 28, 1), (8, 32, 32, 3)])
+def test_conv_pool_layer_takes_blocks_or_returns_them_not_both():
+    layer = ConvPool5x5(6, input_image_size=(12, 12), output_blocks=True)
+    with pytest.raises(ValueError, match="not both"):
+        layer.init(jax.random.key(0), jnp.zeros((1, 6, 6, 4)))
+
+
+@pytest.mark.parametrize("shape", [(8, 28, 28, 1), (8, 32, 32, 3), (4, 34, 30, 2)])
 def test_lenet5_has_flax_stock_parameters_and_computes_the_same_loss_and_gradient(
     shape,
 ):
