@@ -46,8 +46,12 @@ def test_second_run_loads_the_first_runs_programs_and_trains_the_same(
     second = run_train(common + [f"--workdir={tmp_path / 'second'}"], env=env)
     assert second.returncode == 0, second.stderr
     after_second = entries()
-    assert after_second.keys() == after_first.keys()  # nothing compiled anew
-    assert after_second != after_first  # read times updated: entries were used
+    # Every program of the first run was read again (its read time updated).
+    # The second run may add one: a program that compiled in less than the
+    # cache's minimum compile time (0.2 s) the first time and more the second.
+    assert after_first.keys() <= after_second.keys()
+    for name, read_time in after_first.items():
+        assert after_second[name] != read_time, name
     params = [
         _leaves(final_params(tmp_path / run, small_fashion_mnist_dir).params)
         for run in ("first", "second")
