@@ -67,43 +67,39 @@ def per_process(
 def run(script: str, *args: str, pin_to_core: int | None = None) -> list[dict]:
     """Runs ``benchmarks/<script>`` in a fresh process (on one core if
     ``pin_to_core`` is set); its JSON output lines."""
-    result = subprocess.run(
-        [sys.executable, str(HERE / script), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        preexec_fn=(
-            None
-            if pin_to_core is None
-            else lambda: os.sched_setaffinity(0, {pin_to_core})
-        ),
-    )
-    if result.returncode != 0:
-        sys.exit(f"{script} {' '.join(args)} failed:\n{result.stderr[-2000:]}")
-    return [json.loads(line) for line in result.stdout.splitlines() if line[:1] == "{"]
+    return json_lines(start(script, *args, pin_to_core=pin_to_core))
 
 
 def run_pinned_at_once(script: str, *args: str) -> list[list[dict]]:
     """Runs one ``benchmarks/<script>`` process per CPU core, each pinned to its
     core, all at once (as the sweep's ``--processes``); their JSON lines."""
     workers = [
-        subprocess.Popen(
-            [sys.executable, str(HERE / script), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=lambda core=core: os.sched_setaffinity(0, {core}),
-        )
+        start(script, *args, pin_to_core=core)
         for core in sorted(os.sched_getaffinity(0))
     ]
-    outputs = [worker.communicate() for worker in workers]
-    for worker, (_, err) in zip(workers, outputs, strict=True):
-        if worker.returncode != 0:
-            sys.exit(f"{script} {' '.join(args)} failed:\n{err[-2000:]}")
-    return [
-        [json.loads(line) for line in out.splitlines() if line[:1] == "{"]
-        for out, _ in outputs
-    ]
+    return [json_lines(worker) for worker in workers]
+
+
+def start(script: str, *args: str, pin_to_core: int | None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(HERE / script), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=(
+            None
+            if pin_to_core is None
+            else lambda: os.sched_setaffinity(0, {pin_to_core})
+        ),
+    )
+
+
+def json_lines(process: subprocess.Popen) -> list[dict]:
+    """The JSON lines ``process`` prints; exits with its errors if it fails."""
+    out, err = process.communicate()
+    if process.returncode != 0:
+        sys.exit(f"{' '.join(process.args[1:])} failed:\n{err[-2000:]}")
+    return [json.loads(line) for line in out.splitlines() if line[:1] == "{"]
 
 
 def machine() -> str:
