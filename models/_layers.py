@@ -10,9 +10,10 @@ gradient (a convolution over the batch), is slower here than XLA's Eigen path.
 
 :func:`conv_pool_space_to_depth` computes ``max_pool_2x2(conv5x5(x) + b)`` as a
 3x3 convolution on space-to-depth images (each 2x2 block of pixels becomes
-one pixel with 4x the channels). Its output channels come in four groups, one
-per position of the pooling window, so the pool is a max over groups: no
-windowed reduction and no ``select_and_scatter``.
+one pixel with 4x the channels). Each of its output channels comes four
+times, once per position of the pooling window (the fastest-varying index),
+so the pool is a max over 4 adjacent channels: no windowed reduction and no
+``select_and_scatter``.
 
 The first layer, whose images have few channels, goes further
 (:func:`conv_pool_to_blocks`): on 4x4 space-to-depth images the 5x5
@@ -111,7 +112,7 @@ def _space_to_depth(images: jax.Array, block: int = 2) -> jax.Array:
 def _space_to_depth_kernel(kernel: jax.Array, block: int = 2) -> jax.Array:
     """A 5x5 kernel as the kernel that acts on space-to-depth images of ``block``.
 
-    Output channel (di, dj, o) computes the convolution at the output pixel
+    Output channel (o, di, dj) computes the convolution at the output pixel
     (block a + di, block b + dj); its taps sit at offset (di, dj) in a window
     of ``taps`` x ``taps`` blocks. Block 2: a 3x3 kernel; block 4: 2x2.
     """
@@ -128,39 +129,58 @@ def _space_to_depth_kernel(kernel: jax.Array, block: int = 2) -> jax.Array:
         for di in range(block)
         for dj in range(block)
     ]
-    return jnp.stack(shifted, axis=-2).reshape(
-        taps, taps, block * block * in_channels, block * block * out_channels
+    return jnp.stack(shifted, axis=-1).reshape(
+        taps, taps, block * block * in_channels, out_channels * block * block
     )
 
 
-def _first_max_mask(groups: jax.Array) -> jax.Array:
-    """True at the first maximum along axis 3 (size 4), False elsewhere."""
-    # Position i of a maximum scores 4 - i, any other position 0; the first
-    # maximum is the position whose priority is the top score (all False if
-    # the max is NaN). One max-reduction and a comparison with a constant,
-    # instead of a chain over the positions joined by a concatenation, which
-    # XLA:CPU compiled into slow scalar loops (benchmarks/RESULTS.md).
-    positions = groups.shape[3]
-    priority = positions - lax.broadcasted_iota(jnp.int32, groups.shape, 3)
-    score = jnp.where(groups == groups.max(axis=3, keepdims=True), priority, 0)
-    return priority == score.max(axis=3, keepdims=True)
+def _window_max(groups: jax.Array) -> jax.Array:
+    """The max over the window positions (the last axis, size 4), as
+    elementwise maxima of its slices: XLA:CPU runs a reduction over a minor
+    axis of 4 several times slower (benchmarks/RESULTS.md, session 15)."""
+    return jnp.maximum(
+        jnp.maximum(groups[..., 0], groups[..., 1]),
+        jnp.maximum(groups[..., 2], groups[..., 3]),
+    )
+
+
+def _first_max_position(groups: jax.Array) -> jax.Array:
+    """The position (0-3) of each window's first maximum along the last axis; 4 if NaN.
+
+    int8, the residual the forward pass keeps for the gradient (a quarter of
+    the groups' size). XLA:CPU recomputes it inside the backward pass's
+    kernel anyway (an optimization barrier did not stop it), where the chain
+    of selects over the 4 positions costs less than the old masks' two
+    reductions.
+    """
+    maximum = _window_max(groups)
+    position = jnp.full(maximum.shape, 4, jnp.int8)
+    for index in (3, 2, 1, 0):
+        position = jnp.where(groups[..., index] == maximum, jnp.int8(index), position)
+    return position
 
 
 def _pool_forward(groups: jax.Array, bias: jax.Array) -> jax.Array:
-    """The max over the window positions (axis 3) plus the bias."""
-    return groups.max(axis=3) + bias
+    """The max over the window positions (the last axis) plus the bias."""
+    return _window_max(groups) + bias
 
 
-def _pool_grad(groups: jax.Array, grad_out: jax.Array) -> jax.Array:
-    """The gradient of the window max: to each window's first maximum."""
-    return jnp.where(_first_max_mask(groups), jnp.expand_dims(grad_out, 3), 0)
+def _pool_grad(first_max: jax.Array, grad_out: jax.Array) -> jax.Array:
+    """The gradient of the window max: to each window's first maximum.
+
+    Broadcast along the last axis: along axis 3, XLA:CPU's kernel ran about
+    4x slower (benchmarks/RESULTS.md, session 15).
+    """
+    positions = lax.broadcasted_iota(jnp.int8, (1, 1, 1, 1, 4), 4)
+    return jnp.where(positions == first_max[..., None], grad_out[..., None], 0)
 
 
 def _blocks_parts(blocks, kernel, rows, cols):
-    """Conv of 2x2 blocks as (n, rows, cols, 4, out_channels): one group per window position."""
+    """Conv of 2x2 blocks as (n, rows, cols, out_channels, 4): the last axis is the
+    position in the pooling window."""
     n = blocks.shape[0]
     conv = _conv(blocks[:, : rows + 2, : cols + 2], _space_to_depth_kernel(kernel))
-    return conv.reshape(n, rows, cols, 4, kernel.shape[-1])
+    return conv.reshape(n, rows, cols, kernel.shape[-1], 4)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
@@ -181,15 +201,15 @@ def conv_pool_from_blocks(
 def _from_blocks_fwd(blocks, kernel, bias, height, width):
     rows, cols = (height - 4) // 2, (width - 4) // 2
     groups = _blocks_parts(blocks, kernel, rows, cols)
-    return _pool_forward(groups, bias), (blocks, kernel, groups)
+    return _pool_forward(groups, bias), (blocks, kernel, _first_max_position(groups))
 
 
 def _from_blocks_bwd(height, width, residuals, grad_out):
-    blocks, kernel, groups = residuals
+    blocks, kernel, first_max = residuals
     rows, cols = (height - 4) // 2, (width - 4) // 2
     _, conv_vjp = jax.vjp(lambda x, k: _blocks_parts(x, k, rows, cols), blocks, kernel)
     return (
-        *conv_vjp(_pool_grad(groups, grad_out)),
+        *conv_vjp(_pool_grad(first_max, grad_out)),
         grad_out.sum(axis=(0, 1, 2)),
     )
 
@@ -213,9 +233,9 @@ def conv_pool_space_to_depth(
 
 
 def _to_blocks_parts(images, kernel):
-    """Conv on 4x4 blocks as (n, p, q, 4, 4 * out_channels): axis 3 is the
-    position in the pooling window, the last axis (row parity, column parity,
-    out_channels) of the pooled output's 2x2 blocks."""
+    """Conv on 4x4 blocks as (n, p, q, 4 * out_channels, 4): the last axis is
+    the position in the pooling window, axis 3 (row parity, column parity,
+    out_channels) that of the pooled output's 2x2 blocks."""
     n, height, width, _ = images.shape
     out_channels = kernel.shape[-1]
     p, q = -(-((height - 4) // 2) // 2), -(-((width - 4) // 2) // 2)  # 2x2 blocks
@@ -228,14 +248,14 @@ def _to_blocks_parts(images, kernel):
             (0, 0),
         ),
     )
-    # Output channels (2 pi + wi, 2 pj + wj, o) -> (wi, wj, pi, pj, o).
+    # Output channels (o, 2 pi + wi, 2 pj + wj) -> (pi, pj, o, wi, wj).
     kernel4 = _space_to_depth_kernel(kernel, block=4)
-    kernel4 = kernel4.reshape(*kernel4.shape[:3], 2, 2, 2, 2, out_channels)
+    kernel4 = kernel4.reshape(*kernel4.shape[:3], out_channels, 2, 2, 2, 2)
     kernel4 = kernel4.transpose(0, 1, 2, 4, 6, 3, 5, 7).reshape(
         kernel4.shape[:3] + (-1,)
     )
     conv = _conv(_space_to_depth(padded, block=4), kernel4)
-    return conv.reshape(n, p, q, 4, 4 * out_channels)
+    return conv.reshape(n, p, q, 4 * out_channels, 4)
 
 
 @jax.custom_vjp
@@ -256,14 +276,18 @@ def conv_pool_to_blocks(
 
 def _to_blocks_fwd(images, kernel, bias):
     groups = _to_blocks_parts(images, kernel)
-    return _pool_forward(groups, jnp.tile(bias, 4)), (images, kernel, groups)
+    return _pool_forward(groups, jnp.tile(bias, 4)), (
+        images,
+        kernel,
+        _first_max_position(groups),
+    )
 
 
 def _to_blocks_bwd(residuals, grad_out):
-    images, kernel, groups = residuals
+    images, kernel, first_max = residuals
     _, conv_vjp = jax.vjp(_to_blocks_parts, images, kernel)
     bias_grad = grad_out.reshape(-1, 4, kernel.shape[-1]).sum(axis=(0, 1))
-    return (*conv_vjp(_pool_grad(groups, grad_out)), bias_grad)
+    return (*conv_vjp(_pool_grad(first_max, grad_out)), bias_grad)
 
 
 conv_pool_to_blocks.defvjp(_to_blocks_fwd, _to_blocks_bwd)

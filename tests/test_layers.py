@@ -12,7 +12,7 @@ import pytest
 from phs_optax_models import LeNet5
 from phs_optax_models._layers import (
     _conv,
-    _first_max_mask,
+    _first_max_position,
     conv_pool_space_to_depth,
     conv_pool_to_blocks,
     xla_conv,
@@ -146,7 +146,7 @@ def test_conv_pool_gives_a_tied_window_gradient_to_its_first_maximum_like_flax(l
     )
 
 
-def test_first_max_mask_marks_the_first_maximum_of_each_window_and_none_if_nan():
+def test_first_max_position_is_the_first_maximum_of_each_window_and_4_if_nan():
     windows = jnp.array(
         [
             [1.0, 3.0, 3.0, 0.0],
@@ -155,16 +155,8 @@ def test_first_max_mask_marks_the_first_maximum_of_each_window_and_none_if_nan()
             [jnp.nan, 1.0, 2.0, 3.0],
         ]
     )
-    groups = windows.reshape(4, 1, 1, 4, 1)  # axis 3: the 4 window positions
-    np.testing.assert_array_equal(
-        _first_max_mask(groups).reshape(4, 4),
-        [
-            [False, True, False, False],
-            [True, False, False, False],
-            [False, False, False, True],
-            [False, False, False, False],
-        ],
-    )
+    groups = windows.reshape(4, 1, 1, 1, 4)  # last axis: the 4 window positions
+    np.testing.assert_array_equal(_first_max_position(groups).reshape(4), [1, 0, 3, 4])
 
 
 def test_conv_pool_layer_takes_blocks_or_returns_them_not_both():
