@@ -223,8 +223,8 @@ def conv_pool_space_to_depth(
     """``max_pool_2x2(conv(images, kernel) + bias)`` for a 5x5 VALID kernel.
 
     Computed on space-to-depth images: the 5x5 convolution becomes a 3x3 one
-    with 4x the input and output channels, each output channel group holding
-    one position of the 2x2 pooling window, so the pool is a max over groups.
+    with 4x the input and output channels, each channel once per position of
+    the 2x2 pooling window, so the pool is a max over 4 adjacent channels.
     """
     _, height, width, _ = images.shape
     rows, cols = (height - 4) // 2, (width - 4) // 2
