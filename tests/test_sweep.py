@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import flax
 import jax
@@ -236,7 +237,9 @@ def test_command_line_runs_a_named_sweep_one_configuration_at_a_time_on_a_cpu(
     small_fashion_mnist_dir, tmp_path, capsys
 ):
     assert jax.default_backend() == "cpu"  # the default: 1 there, all on a GPU
-    exit_code = sweep.main(quick_protocol_args(small_fashion_mnist_dir, tmp_path))
+    exit_code = sweep.main(
+        quick_protocol_args(small_fashion_mnist_dir, tmp_path, "--processes=1")
+    )
     assert exit_code == 0
     assert "| sgd | 0.1 |" in capsys.readouterr().out
     summaries = [json.loads(p.read_text()) for p in tmp_path.glob("*/summary.json")]
@@ -289,6 +292,58 @@ def test_command_line_processes_share_one_sweep_folder(
     assert len(list(tmp_path.glob("*/summary.json"))) == 14
     table = (tmp_path / "results.md").read_text()
     assert table.count("\n| goal_phs |") == 2 * 8  # runs + means of every goal row
+
+
+def test_default_processes_is_one_per_usable_core_and_at_most_one_per_configuration(
+    monkeypatch,
+):
+    monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: {0, 2, 5, 7})
+    assert jax.default_backend() == "cpu"
+    assert sweep.default_processes(num_configs=14) == 4
+    assert sweep.default_processes(num_configs=3) == 3
+    assert sweep.default_processes(num_configs=0) == 1
+
+
+def test_default_processes_is_one_on_an_accelerator(monkeypatch):
+    monkeypatch.setattr(sweep.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(sweep.jax, "default_backend", lambda: "gpu")
+    assert sweep.default_processes(num_configs=14) == 1
+
+
+class _RecordedLaunch:
+    """Stands in for the sweep's work: records the worker launches and runs."""
+
+    def __init__(self, monkeypatch):
+        self.workers, self.runs = [], []
+        monkeypatch.setattr(
+            sweep, "_run_workers", lambda argv, n: self.workers.append((argv, n))
+        )
+        monkeypatch.setattr(sweep, "run_sweep", self.run_sweep)
+
+    def run_sweep(self, configs, workdir, **options):
+        self.runs.append(options)
+        (Path(workdir) / "results.md").write_text("table\n")
+        return {}
+
+
+def test_command_line_starts_the_default_number_of_worker_processes(
+    monkeypatch, tmp_path
+):
+    launch = _RecordedLaunch(monkeypatch)
+    monkeypatch.setattr(sweep, "default_processes", lambda num_configs: 3)
+    assert sweep.main(["--sweep=protocol", "--seeds=0", f"--workdir={tmp_path}"]) == 0
+    assert [n for _, n in launch.workers] == [3]
+    assert "--processes" not in " ".join(launch.workers[0][0])
+    assert len(launch.runs) == 1  # then the table of what the workers finished
+
+
+def test_command_line_worker_does_not_start_workers_of_its_own(monkeypatch, tmp_path):
+    launch = _RecordedLaunch(monkeypatch)
+    monkeypatch.setattr(sweep, "default_processes", lambda num_configs: 3)
+    argv = ["--sweep=protocol", "--seeds=0", f"--workdir={tmp_path}"]
+    assert sweep.main([*argv, "--worker=1", "--num_workers=2"]) == 0
+    assert launch.workers == []
+    assert launch.runs[0]["worker"] == 1 and launch.runs[0]["num_workers"] == 2
 
 
 def test_heavy_ball_equivalent_runs_the_phs_iteration_and_its_braked_drop():

@@ -447,6 +447,29 @@ def is_done(sweep_dir: Path, config: TrainConfig) -> bool:
     )
 
 
+def checked_configs(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
+    """The configurations as the sweep trains them; raises ValueError for one it
+    cannot train, or for the same configuration twice.
+
+    Options beyond the paper act on goal_phs only; baselines run without them.
+    """
+    configs = [
+        c if c.optimizer == "goal_phs" else without_extensions(c) for c in configs
+    ]
+    _check_shared(configs)
+    for config in configs:
+        validate(config, num_devices=1)
+        if config.brake_trigger in ("validation", "both"):
+            raise ValueError(
+                f"{run_name(config)}: the sweep holds no validation split; "
+                "train validation-triggered runs with train.py"
+            )
+    names = [run_name(c) for c in configs]
+    if len(set(names)) != len(names):
+        raise ValueError("a sweep holds the same configuration twice")
+    return configs
+
+
 def run_sweep(
     configs: Sequence[TrainConfig],
     sweep_dir: str | Path,
@@ -480,21 +503,7 @@ def run_sweep(
             "(or None: all at once)"
         )
     sweep_dir = Path(sweep_dir)
-    # Options beyond the paper act on goal_phs only; baselines run without them.
-    configs = [
-        c if c.optimizer == "goal_phs" else without_extensions(c) for c in configs
-    ]
-    _check_shared(configs)
-    for config in configs:
-        validate(config, num_devices=1)
-        if config.brake_trigger in ("validation", "both"):
-            raise ValueError(
-                f"{run_name(config)}: the sweep holds no validation split; "
-                "train validation-triggered runs with train.py"
-            )
-    names = [run_name(c) for c in configs]
-    if len(set(names)) != len(names):
-        raise ValueError("a sweep holds the same configuration twice")
+    configs = checked_configs(configs)
     mine = configs[worker::num_workers]
     todo = [c for c in mine if not is_done(sweep_dir, c)]
     if len(todo) < len(mine):
@@ -852,6 +861,19 @@ def default_configs_per_program() -> int | None:
     return 1 if jax.default_backend() == "cpu" else None
 
 
+def default_processes(num_configs: int) -> int:
+    """On a CPU, one worker process per usable core, at most one per
+    configuration; 1 on an accelerator.
+
+    On a CPU, processes pinned to a core each train faster than one process
+    using every core, whether it runs the configurations one by one or vmapped
+    (1.70-1.75x with 2 processes on a 2-core VM, benchmarks/RESULTS.md,
+    ``compare.py --only sweep``)."""
+    if jax.default_backend() != "cpu":
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), num_configs))
+
+
 def _without_flag(argv: list[str], flag: str) -> list[str]:
     kept, skip_value = [], False
     for arg in argv:
@@ -912,9 +934,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--processes",
         type=int,
-        default=1,
+        default=None,
         help="worker processes sharing the sweep, each pinned to its own CPU cores "
-        "(on a CPU the fastest way: 2 on a 2-core VM trained 1.7x the images/s of 1)",
+        "(default: on a CPU one per usable core, at most one per configuration, "
+        "the fastest way there: 2 on a 2-core VM trained 1.7x the images/s of 1; "
+        "1 on an accelerator)",
     )
     parser.add_argument(
         "--compilation_cache_dir",
@@ -945,7 +969,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.sched_setaffinity(
             0, {int(c) for c in os.environ[_CORES_VARIABLE].split(",")}
         )
-    if args.processes < 1:
+    if args.processes is not None and args.processes < 1:
         parser.error(f"--processes={args.processes} must be at least 1")
     base = TrainConfig(
         num_epochs=args.num_epochs,
@@ -964,8 +988,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs = named_sweep(
             args.sweep, seeds, base, args.reference, args.reading, variants
         )
-        if args.processes > 1:
-            _run_workers(list(sys.argv[1:] if argv is None else argv), args.processes)
+        checked_configs(configs)  # before any worker starts, so one message
+        if args.num_workers > 1:  # a worker started by _run_workers
+            processes = 1
+        elif args.processes is not None:
+            processes = args.processes
+        else:
+            processes = default_processes(len(configs))
+        if processes > 1:
+            _run_workers(list(sys.argv[1:] if argv is None else argv), processes)
         compilation_cache.enable(args.compilation_cache_dir)
         run_sweep(
             configs,
