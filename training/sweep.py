@@ -867,8 +867,8 @@ def default_processes(num_configs: int) -> int:
 
     On a CPU, processes pinned to a core each train faster than one process
     using every core, whether it runs the configurations one by one or vmapped
-    (1.70-1.75x with 2 processes on a 2-core VM, benchmarks/RESULTS.md,
-    ``compare.py --only sweep``)."""
+    (images/s 1.56-1.75x with 2 processes on a 2-core VM in ``compare.py
+    --only sweep``; a 3-epoch protocol sweep 1.42x faster; benchmarks/RESULTS.md)."""
     if jax.default_backend() != "cpu":
         return 1
     return max(1, min(len(os.sched_getaffinity(0)), num_configs))
@@ -937,7 +937,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="worker processes sharing the sweep, each pinned to its own CPU cores "
         "(default: on a CPU one per usable core, at most one per configuration, "
-        "the fastest way there: 2 on a 2-core VM trained 1.7x the images/s of 1; "
+        "the fastest way there: 2 on a 2-core VM trained 1.4-1.75x as fast as 1; "
         "1 on an accelerator)",
     )
     parser.add_argument(
