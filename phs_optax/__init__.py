@@ -7,15 +7,10 @@ low friction and brakes hard once the loss has fallen by a chosen fraction.
 """
 
 from phs_optax._dynamics import DRAGS, INTEGRATORS
+from phs_optax._goal_phs import GoalPHSState, goal_phs
+from phs_optax._options import KICK_DIRECTIONS, ON_DEADLINE, OPTIONS, Option
+from phs_optax._phs import PHSState, phs
 from phs_optax._state_utils import brake, find_phs_state, hamiltonian, kinetic_energy
-from phs_optax._transforms import (
-    KICK_DIRECTIONS,
-    ON_DEADLINE,
-    GoalPHSState,
-    PHSState,
-    goal_phs,
-    phs,
-)
 
 __version__ = "0.1.0"
 
@@ -24,6 +19,8 @@ __all__ = [
     "INTEGRATORS",
     "KICK_DIRECTIONS",
     "ON_DEADLINE",
+    "OPTIONS",
+    "Option",
     "GoalPHSState",
     "PHSState",
     "brake",

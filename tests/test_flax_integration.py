@@ -147,18 +147,19 @@ def test_nnx_optimizer_update_with_value_trains_and_brakes():
     losses = [float(nnx_train_step(model, optimizer)) for _ in range(N_STEPS)]
 
     assert losses[-1] < 0.5 * losses[0]
-    # The state keeps its GoalPHSState structure; nnx wraps each leaf in an
-    # OptState Variable, read with [...].
+    # nnx wraps each array of the state in an OptState Variable;
+    # find_phs_state unwraps them, so the fields are arrays.
+    is_variable = lambda node: isinstance(node, nnx.Variable)
+    wrapped = jax.tree.leaves(optimizer.opt_state, is_leaf=is_variable)
+    assert wrapped and all(is_variable(leaf) for leaf in wrapped)
     phs_state = phs_optax.find_phs_state(optimizer.opt_state)
     assert isinstance(phs_state, GoalPHSState)
-    assert isinstance(phs_state.braked, nnx.Variable)
-    assert bool(phs_state.braked[...])
-    assert 0 < int(phs_state.brake_step[...]) < N_STEPS
-    assert int(phs_state.count[...]) == N_STEPS == int(optimizer.step[...])
-    # ... or unwrapped to plain arrays first.
+    assert isinstance(phs_state.braked, jax.Array)
+    assert bool(phs_state.braked)
+    assert 0 < int(phs_state.brake_step) < N_STEPS
+    assert int(phs_state.count) == N_STEPS == int(optimizer.step[...])
     pure = phs_optax.find_phs_state(nnx.as_pure(optimizer.opt_state))
-    assert isinstance(pure.braked, jax.Array)
-    assert bool(pure.braked)
+    assert bool(pure.braked) and int(pure.brake_step) == int(phs_state.brake_step)
 
 
 def test_nnx_optimizer_brakes_by_hand_on_its_variables():
@@ -168,16 +169,17 @@ def test_nnx_optimizer_brakes_by_hand_on_its_variables():
     nnx_train_step(model, optimizer)
 
     # brake() keeps the optimizer's Variables, so its result can be assigned back.
-    optimizer.opt_state = phs_optax.brake(optimizer.opt_state)
+    braked = phs_optax.brake(optimizer.opt_state)
+    assert jax.tree.structure(braked) == jax.tree.structure(optimizer.opt_state)
+    raised = unreached["friction"] * unreached["brake_factor"]
+    np.testing.assert_allclose(phs_optax.find_phs_state(braked).friction, raised)
+    optimizer.opt_state = braked
     nnx_train_step(model, optimizer)
 
     phs_state = phs_optax.find_phs_state(optimizer.opt_state)
-    assert isinstance(phs_state.braked, nnx.Variable)
-    assert bool(phs_state.braked[...])
-    assert int(phs_state.brake_step[...]) == 1
-    np.testing.assert_allclose(
-        phs_state.friction[...], unreached["friction"] * unreached["brake_factor"]
-    )
+    assert bool(phs_state.braked)
+    assert int(phs_state.brake_step) == 1
+    np.testing.assert_allclose(phs_state.friction, raised)
 
 
 def test_nnx_optimizer_kinetic_energy_sees_through_variables():

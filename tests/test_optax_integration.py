@@ -313,7 +313,8 @@ def test_brake_finds_goal_phs_state_inside_wrapper(name):
     # Nothing else changes.
     before = phs_optax.find_phs_state(state)
     assert_trees_equal(
-        found.replace_scalars(
+        found._replace(
+            friction=before.friction,
             braked=before.braked,
             brake_step=before.brake_step,
             last_brake_step=before.last_brake_step,
@@ -334,13 +335,15 @@ def test_brake_works_under_jit(name):
     assert_trees_equal(jax.jit(phs_optax.brake)(state), phs_optax.brake(state))
 
 
-def test_brake_raises_friction_from_the_next_update():
+def test_brake_raises_friction_at_once_and_keeps_it_from_the_next_update():
     tx = phs_optax.goal_phs(**UNREACHED)
     _, state, _ = run(tx, 2)
-    _, after, _ = run(tx, 1, state=phs_optax.brake(state))
-    np.testing.assert_allclose(
-        after.friction, UNREACHED["friction"] * UNREACHED["brake_factor"]
-    )
+    raised = UNREACHED["friction"] * UNREACHED["brake_factor"]
+
+    braked = phs_optax.brake(state)
+    np.testing.assert_allclose(braked.friction, raised)
+    _, after, _ = run(tx, 1, state=braked)
+    np.testing.assert_allclose(after.friction, raised)
     assert int(after.brake_step) == 2
     assert bool(after.braked)
 
@@ -364,65 +367,93 @@ def test_brake_on_stacked_states_brakes_only_the_unbraked_ones():
     assert_trees_equal(jax.tree.map(lambda x: x[1], result), braked)
 
 
-# --- the state's scalars, packed ---------------------------------------------
+# --- the state's fields, by name --------------------------------------------
 
-FLOAT_SCALARS = {
-    "friction": HYPER["friction"],
+INITIAL_FIELDS = {
+    "count": 0,
+    "friction": float(HYPER["friction"]),
+    "brake_factor": float(HYPER["brake_factor"]),
+    "braked": False,
+    "brake_step": -1,
     "initial_loss": np.nan,
     "monitored_loss": np.nan,
     "loss_sum": 0.0,
-    "goal_in_force": HYPER["goal"],
-    "best_loss": np.nan,
-}
-INT_SCALARS = {
-    "count": 0,
-    "braked": False,
-    "brake_step": -1,
     "loss_count": 0,
+    "best_loss": np.nan,
+    "goal_in_force": float(HYPER["goal"]),
     "phase_start": 0,
     "last_brake_step": -1,
     "releases": 0,
 }
 
 
-def test_goal_phs_state_reads_its_scalars_by_name_from_two_packed_arrays():
+def test_goal_phs_state_is_a_namedtuple_of_named_scalar_fields():
     state = phs_optax.goal_phs(**HYPER).init(PARAMS)
 
-    assert state.float_scalars.shape == (6,) and state.float_scalars.dtype == np.float32
-    assert state.int_scalars.shape == (7,) and state.int_scalars.dtype == np.int32
-    for name, initial in {**FLOAT_SCALARS, **INT_SCALARS}.items():
-        scalar = getattr(state, name)
-        assert scalar.shape == (), name
-        np.testing.assert_array_equal(scalar, np.float32(initial), err_msg=name)
-    assert state.braked.dtype == np.bool_
+    assert set(INITIAL_FIELDS) <= set(GoalPHSState._fields)
+    assert state.best_params is None and state.kick_key is None
+    for name, initial in INITIAL_FIELDS.items():
+        field = getattr(state, name)
+        expected_dtype = {bool: np.bool_, int: np.int32, float: np.float32}
+        assert field.shape == (), name
+        assert field.dtype == expected_dtype[type(initial)], name
+        np.testing.assert_array_equal(
+            field, np.asarray(initial, field.dtype), err_msg=name
+        )
 
 
-def test_replace_scalars_sets_the_named_scalars_of_stacked_states_only():
+WRAPPED = {
+    "plain": lambda tx: tx,
+    "chain": lambda tx: optax.chain(optax.clip_by_global_norm(10.0), tx),
+    "MultiSteps": lambda tx: optax.MultiSteps(tx, every_k_schedule=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WRAPPED))
+def test_tree_get_and_tree_set_reach_the_fields_by_name(name):
+    tx = WRAPPED[name](phs_optax.goal_phs(**UNREACHED))
+    _, state, _ = run(tx, 2)
+
+    assert not bool(optax.tree_utils.tree_get(state, "braked"))
+    assert int(optax.tree_utils.tree_get(state, "brake_step")) == -1
+    set_state = optax.tree_utils.tree_set(state, braked=jnp.array(True))
+    assert bool(phs_optax.find_phs_state(set_state).braked)
+    # The set flag takes effect: the next update runs with the raised friction.
+    _, after, _ = run(tx, 1, state=set_state)
+    np.testing.assert_allclose(
+        optax.tree_utils.tree_get(after, "friction"),
+        UNREACHED["friction"] * UNREACHED["brake_factor"],
+    )
+
+
+def test_tree_get_tells_the_state_friction_from_the_injected_hyperparameter():
+    tx = optax.inject_hyperparams(phs_optax.goal_phs)(**UNREACHED)
+    state = phs_optax.brake(tx.init(PARAMS))
+
+    in_state = optax.tree_utils.tree_get(
+        state,
+        "friction",
+        filtering=lambda path, _: (
+            getattr(path[-1], "tuple_name", None) == "GoalPHSState"
+        ),
+    )
+    np.testing.assert_allclose(
+        in_state, UNREACHED["friction"] * UNREACHED["brake_factor"]
+    )
+    np.testing.assert_allclose(state.hyperparams["friction"], UNREACHED["friction"])
+
+
+def test_replace_on_stacked_states_sets_each_configuration():
     tx = phs_optax.goal_phs(**HYPER)
     stacked = jax.vmap(lambda _: tx.init(PARAMS))(jnp.arange(3))
 
-    replaced = stacked.replace_scalars(
+    replaced = stacked._replace(
         brake_step=jnp.array([4, 5, 6]), braked=jnp.array([True, False, True])
     )
 
     np.testing.assert_array_equal(replaced.brake_step, [4, 5, 6])
     np.testing.assert_array_equal(replaced.braked, [True, False, True])
-    unchanged = [
-        name
-        for name in {**FLOAT_SCALARS, **INT_SCALARS}
-        if name not in ("brake_step", "braked")
-    ]
-    for name in unchanged:
-        np.testing.assert_array_equal(
-            getattr(replaced, name), getattr(stacked, name), err_msg=name
-        )
     assert_trees_equal(replaced.momentum, stacked.momentum)
-
-
-def test_replace_scalars_rejects_a_name_that_is_not_a_scalar():
-    state = phs_optax.goal_phs(**HYPER).init(PARAMS)
-    with pytest.raises(TypeError, match="no scalar 'momentum'.*friction"):
-        state.replace_scalars(momentum=1.0)
 
 
 @pytest.mark.parametrize(
