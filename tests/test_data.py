@@ -15,6 +15,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from phs_optax_training import data
+from phs_optax_training.data import dataset as dataset_module
+from phs_optax_training.data import image_folders
+from phs_optax_training.data import tfds as tfds_source
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 SHARED_CIFAR10_ARCHIVE = Path("/work/shared/data/cifar10-jpeg.tar.gz")
@@ -298,7 +301,7 @@ def test_image_folder_cache_is_used_and_invalidated(
         raise AssertionError("decoded although the cache is warm")
 
     with monkeypatch.context() as patch:
-        patch.setattr(data, "_decode_image", no_decoding)
+        patch.setattr(image_folders, "_decode_image", no_decoding)
         cached = data.read_image_folder(archive)
     np.testing.assert_array_equal(cached.train_images, first.train_images)
     np.testing.assert_array_equal(cached.test_labels, first.test_labels)
@@ -400,7 +403,7 @@ def test_normalized_pixels_are_scaled_then_standardized_per_channel(shape):
     mean = np.linspace(0.2, 0.5, shape[-1]).astype(np.float32)
     std = np.linspace(0.3, 0.25, shape[-1]).astype(np.float32)
     expected = ((images / 255.0 - mean.astype(np.float64)) / std).astype(np.float32)
-    normalized = data._normalize_pixels(images, mean, std)
+    normalized = dataset_module._normalize_pixels(images, mean, std)
     assert normalized.dtype == np.float32
     np.testing.assert_array_equal(normalized, expected)
 
@@ -449,7 +452,7 @@ def test_no_source_for_cifar10_mentions_data_dir(no_system_dirs, tfds_unreachabl
 
 
 @pytest.mark.skipif(
-    data._tensorflow_installed(),
+    tfds_source._tensorflow_installed(),
     reason="with tensorflow installed, tfds would try to download",
 )
 def test_unprepared_tfds_without_tensorflow_fails_fast(no_system_dirs):
