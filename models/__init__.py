@@ -1,5 +1,5 @@
 """Flax models: LeNet-5 as in the paper."""
 
-from .lenet import LeNet5
+from .lenet import CONV_IMPLS, LeNet5
 
-__all__ = ["LeNet5"]
+__all__ = ["CONV_IMPLS", "LeNet5"]

@@ -50,6 +50,9 @@ class ConvPool5x5(nn.Module):
         return conv_pool_space_to_depth(x, kernel, bias)
 
 
+CONV_IMPLS = ("stock", "space_to_depth")
+
+
 class LeNet5(nn.Module):
     """LeNet-5 for NHWC images, returning logits.
 
@@ -72,14 +75,51 @@ class LeNet5(nn.Module):
         dtype: Computation dtype (e.g. ``jnp.bfloat16``); ``None`` follows the
             input and parameters. Parameters stay float32, and the returned
             logits are always float32 so that the loss is computed accurately.
+        conv_impl: How the two convolution + max-pool layers are computed.
+            ``"stock"`` (the default): Flax's ``nn.Conv``, ReLU and
+            ``nn.max_pool``; the model supports every JAX transformation
+            (``jax.jvp`` and so Hessian-vector products included), and
+            ``capture_intermediates`` gives the convolutions' feature maps.
+            ``"space_to_depth"``: the layers of ``models/_layers.py``, written
+            for speed on XLA's CPU backend; the same function and gradient up
+            to float rounding, but reverse-mode only (``custom_vjp``: no
+            ``jax.jvp``), and conv1's output is the 2x2-block layout conv2
+            reads, not a feature map. Both have the same parameters with the
+            same initial values.
     """
 
     num_classes: int = 10
     dtype: Any = None
+    conv_impl: str = "stock"
+
+    def __post_init__(self) -> None:
+        if self.conv_impl not in CONV_IMPLS:
+            raise ValueError(
+                f"unknown conv_impl={self.conv_impl!r}; choose one of "
+                f"{', '.join(CONV_IMPLS)}"
+            )
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, images: jax.Array) -> jax.Array:
         """Maps images of shape (batch, height, width, channels) to logits."""
+        if self.conv_impl == "space_to_depth":
+            x = self._space_to_depth_features(images)
+        else:
+            x = images
+            for name, features in (("conv1", 6), ("conv2", 16)):
+                x = nn.Conv(
+                    features, (5, 5), padding="VALID", dtype=self.dtype, name=name
+                )(x)
+                x = nn.max_pool(nn.relu(x), (2, 2), strides=(2, 2))
+        x = x.reshape((x.shape[0], -1))
+        for name, features in (("fc1", 120), ("fc2", 84)):
+            x = nn.relu(nn.Dense(features, dtype=self.dtype, name=name)(x))
+        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="fc3")(x)
+        return logits.astype(jnp.float32)
+
+    def _space_to_depth_features(self, images: jax.Array) -> jax.Array:
+        """conv1 and conv2 (with ReLU and pool) by ``models/_layers.py``."""
         # Pooling before the ReLU gives the same values (ReLU is monotone) at a
         # quarter of the ReLU's cost. conv1 hands conv2 its pooled map as 2x2
         # blocks, the layout conv2 computes on (models/_layers.py).
@@ -88,8 +128,4 @@ class LeNet5(nn.Module):
         x = ConvPool5x5(
             16, dtype=self.dtype, input_image_size=pooled_size, name="conv2"
         )(nn.relu(x))
-        x = nn.relu(x).reshape((x.shape[0], -1))
-        for name, features in (("fc1", 120), ("fc2", 84)):
-            x = nn.relu(nn.Dense(features, dtype=self.dtype, name=name)(x))
-        logits = nn.Dense(self.num_classes, dtype=self.dtype, name="fc3")(x)
-        return logits.astype(jnp.float32)
+        return nn.relu(x)

@@ -11,6 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from phs_optax_training import xla_flags
+
+# The tests run with the XLA flag that train.py and the sweep set, in this
+# process (before JAX starts) and in the processes it starts, which inherit
+# it; under pytest-xdist the controller sets it before it starts its workers.
+xla_flags.set_cpu_flags()
+
 # Many tests compile the same programs: the same train step in-process and in
 # the train.py processes that the CLI tests start. JAX's persistent cache lets
 # each program compile once per session; the cache directory is passed to child

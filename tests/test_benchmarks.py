@@ -35,15 +35,23 @@ def run_json(script: str, *args: str) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", ["fmnist-64", "cifar-64"])
-def test_project_step_benchmark_reports_a_rate_per_repeat(case):
+@pytest.mark.parametrize(
+    ("case", "conv_impl"),
+    [("fmnist-64", None), ("cifar-64", "stock"), ("fmnist-64", "space_to_depth")],
+)
+def test_project_step_benchmark_reports_a_rate_per_repeat(case, conv_impl):
+    options = [] if conv_impl is None else [f"--conv_impl={conv_impl}"]
     (result,) = run_json(
         "jax_project.py", "step", f"--case={case}", "--steps=2", "--repeats=2",
-        "--num_examples=256",
+        "--num_examples=256", *options,
     )  # fmt: skip
     assert result["case"] == case
     assert len(result["images_per_second"]) == 2
     assert all(rate > 0 for rate in result["images_per_second"])
+    # By default the layers train.py uses (space_to_depth on a CPU).
+    from phs_optax_training.model import resolve_conv_impl
+
+    assert result["conv_impl"] == resolve_conv_impl(conv_impl or "auto")
 
 
 @pytest.mark.slow

@@ -166,27 +166,47 @@ def test_conv_pool_layer_takes_blocks_or_returns_them_not_both():
 
 
 @pytest.mark.parametrize("shape", [(8, 28, 28, 1), (8, 32, 32, 3), (4, 34, 30, 2)])
-def test_lenet5_has_flax_stock_parameters_and_computes_the_same_loss_and_gradient(
+def test_both_conv_impls_have_flax_stock_parameters_and_the_same_logits_and_gradient(
     shape,
 ):
+    """LeNet5's layer choices against ReferenceLeNet5: the stock default the
+    same to the bit, space_to_depth up to float rounding."""
     images, labels = random(shape), jnp.arange(shape[0]) % 10
+    models = {
+        "reference": ReferenceLeNet5(),
+        "stock": LeNet5(),
+        "space_to_depth": LeNet5(conv_impl="space_to_depth"),
+    }
     # Jitted: eagerly, every primitive compiles on its own (40 s on a 2-core CPU).
-    params = jax.jit(LeNet5().init)(jax.random.key(0), images[:1])
-    stock_params = jax.jit(ReferenceLeNet5().init)(jax.random.key(0), images[:1])
-    jax.tree.map(np.testing.assert_array_equal, params, stock_params)
+    inits = {
+        name: jax.jit(model.init)(jax.random.key(0), images[:1])
+        for name, model in models.items()
+    }
+    params = inits["reference"]
+    for init in inits.values():
+        jax.tree.map(np.testing.assert_array_equal, init, params)
 
-    def value_and_grad(model):
+    def logits_value_and_grad(model):
         def loss(p):
-            return optax.softmax_cross_entropy_with_integer_labels(
-                model.apply(p, images), labels
-            ).mean()
+            logits = model.apply(p, images)
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+            return loss.mean(), logits
 
-        return jax.jit(jax.value_and_grad(loss))
+        return jax.jit(jax.value_and_grad(loss, has_aux=True))
 
-    value, grads = value_and_grad(LeNet5())(params)
-    stock_value, stock_grads = value_and_grad(ReferenceLeNet5())(params)
-    assert value == pytest.approx(float(stock_value), rel=1e-6)
+    results = {
+        name: logits_value_and_grad(model)(params) for name, model in models.items()
+    }
+    (value, logits), grads = results["reference"]
+    (stock_value, stock_logits), stock_grads = results["stock"]
+    np.testing.assert_array_equal(stock_logits, logits)
+    assert float(stock_value) == float(value)
+    jax.tree.map(np.testing.assert_array_equal, stock_grads, grads)
+
+    (fast_value, fast_logits), fast_grads = results["space_to_depth"]
+    assert relative_error(fast_logits, logits) < 1e-5
+    assert float(fast_value) == pytest.approx(float(value), rel=1e-6)
     for got, want in zip(
-        jax.tree.leaves(grads), jax.tree.leaves(stock_grads), strict=True
+        jax.tree.leaves(fast_grads), jax.tree.leaves(grads), strict=True
     ):
         assert relative_error(got, want) < 1e-5

@@ -9,7 +9,8 @@ import pytest
 
 from phs_optax_training import data as data_lib
 from phs_optax_training import train_lib
-from phs_optax_training.config import TrainConfig
+from phs_optax_training.config import ConfigError, TrainConfig, validate
+from phs_optax_training.model import create_model
 
 QUICK = dict(
     dataset="fashion_mnist",
@@ -70,6 +71,9 @@ def test_metrics_line_per_epoch_has_every_field(dataset, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["epochs_done"] == 2
     assert summary["num_params"] == 44_426
+    assert summary["config"]["conv_impl"] == "auto"
+    on_cpu = jax.default_backend() == "cpu"
+    assert summary["conv_impl"] == ("space_to_depth" if on_cpu else "stock")
     assert rows[1]["hamiltonian"] == pytest.approx(
         rows[1]["kinetic_energy"] + rows[1]["train_loss"]
     )
@@ -82,6 +86,44 @@ def test_baseline_optimizers_train(dataset, tmp_path, optimizer):
     row = read_rows(tmp_path)[0]
     assert row["braked"] is None
     assert np.isfinite(row["train_loss"])
+
+
+@pytest.mark.parametrize(
+    ("conv_impl", "expected"),
+    [
+        ("auto", None),  # by the backend
+        ("stock", "stock"),
+        ("space_to_depth", "space_to_depth"),
+    ],
+)
+def test_the_model_has_the_configured_layers(conv_impl, expected):
+    if expected is None:
+        expected = "space_to_depth" if jax.default_backend() == "cpu" else "stock"
+    model = create_model(TrainConfig(conv_impl=conv_impl), num_classes=7)
+    assert (model.conv_impl, model.num_classes) == (expected, 7)
+
+
+def test_unknown_conv_impl_is_a_one_line_config_error():
+    with pytest.raises(
+        ConfigError,
+        match=r"^unknown --conv_impl='fast'; choose one of auto, stock, space_to_depth$",
+    ):
+        validate(TrainConfig(conv_impl="fast"), num_devices=1)
+
+
+def test_both_conv_impls_train_the_same_up_to_float_rounding(dataset, tmp_path):
+    rows = {}
+    for conv_impl in ("stock", "space_to_depth"):
+        config = TrainConfig(**{**QUICK, "num_epochs": 1, "conv_impl": conv_impl})
+        summary = train_lib.train_and_evaluate(
+            config, tmp_path / conv_impl, dataset=dataset, progress=False
+        )
+        assert summary["conv_impl"] == conv_impl
+        rows[conv_impl] = read_rows(tmp_path / conv_impl)[0]
+    stock, fast = rows["stock"], rows["space_to_depth"]
+    assert fast["brake_step"] == stock["brake_step"]
+    for key in ("train_loss", "test_loss", "test_accuracy", "kinetic_energy"):
+        assert fast[key] == pytest.approx(stock[key], rel=1e-3)
 
 
 def test_evaluation_counts_every_test_example_once(dataset):

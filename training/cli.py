@@ -9,6 +9,7 @@ from pathlib import Path
 
 from absl import flags
 
+from phs_optax_training import xla_flags
 from phs_optax_training.config import TrainConfig, without_extensions
 
 USAGE_ERROR = 2
@@ -53,6 +54,9 @@ _HELP = {
     "max_train_examples": "Use only a fixed random N training examples (quick runs).",
     "max_test_examples": "Use only a fixed random N test examples (quick runs).",
     "data_shards": "Training-data shards (default: one per process); each device holds one.",
+    "conv_impl": "LeNet-5's conv + pool layers: stock (Flax's nn.Conv, nn.max_pool), "
+    "space_to_depth (written for XLA:CPU, same function), or auto (space_to_depth "
+    "on a CPU backend, else stock).",
 }
 
 
@@ -183,7 +187,10 @@ def _fail(message: str) -> None:
 
 def run(argv: list[str]) -> None:
     if any(arg in ("-h", "--help", "-help", "--helpfull") for arg in argv[1:]):
-        print(f"usage: python train.py [--flag=value ...]\n\n{FLAGS}")
+        print(
+            f"usage: python train.py [--flag=value ...]\n\n{xla_flags.HELP_LINE}"
+            f"\n{FLAGS}"
+        )
         sys.exit(0)
     try:
         rest = FLAGS(argv)
@@ -261,4 +268,5 @@ def _print_summaries(summaries: dict, runs: dict, overlay: bool) -> None:
 
 
 def main() -> None:
+    xla_flags.set_cpu_flags()  # before JAX initialises its backends
     run(sys.argv)

@@ -9,6 +9,8 @@ import phs_optax
 DATASETS = ("fashion_mnist", "cifar10")
 OPTIMIZERS = ("sgd", "phs", "goal_phs")
 BRAKE_TRIGGERS = ("goal", "validation", "both", "step")
+# LeNet5's conv_impl (phs_optax_models), or "auto": see TrainConfig.conv_impl.
+CONV_IMPLS = ("auto", "stock", "space_to_depth")
 
 
 class ConfigError(ValueError):
@@ -88,6 +90,12 @@ class TrainConfig:
     max_train_examples: int | None = None
     max_test_examples: int | None = None
     data_shards: int | None = None
+    # How LeNet-5's convolution + max-pool layers are computed
+    # (phs_optax_models.LeNet5's conv_impl). "auto": "space_to_depth", the
+    # layers written for XLA:CPU, when JAX's default backend is the CPU, and
+    # Flax's stock layers ("stock") on an accelerator. The parameters and
+    # their initial values are the same either way.
+    conv_impl: str = "auto"
 
 
 def _require(condition: bool, message: str) -> None:
@@ -103,6 +111,7 @@ def validate(config: TrainConfig, num_devices: int) -> None:
         "integrator": phs_optax.INTEGRATORS,
         "drag": phs_optax.DRAGS,
         "brake_trigger": BRAKE_TRIGGERS,
+        "conv_impl": CONV_IMPLS,
     }
     for name, allowed in choices.items():
         value = getattr(config, name)

@@ -40,15 +40,17 @@ import optax
 
 import phs_optax
 from phs_optax_models import LeNet5
-from phs_optax_training import compilation_cache, presets, train_lib
+from phs_optax_training import compilation_cache, presets, train_lib, xla_flags
 from phs_optax_training import data as data_lib
 from phs_optax_training.config import (
+    CONV_IMPLS,
     EXTENSION_DEFAULTS,
     TrainConfig,
     extension_options,
     validate,
     without_extensions,
 )
+from phs_optax_training.model import create_model
 
 PER_CONFIG_FIELDS = ("optimizer", "learning_rate", "mass", "friction", "goal", "brake_factor", "sgd_momentum", "brake_trigger", "brake_at_step", "seed", *EXTENSION_DEFAULTS)  # fmt: skip
 GROUPS = ("phs", "phs-step", "sgd")
@@ -313,7 +315,7 @@ def _compile_group(group: str, base: TrainConfig, dataset: data_lib.Dataset):
     splits = train_lib.split_data(dataset, base)
     train, test = splits["train"], splits["test"]
     steps_per_epoch = len(train.labels) // base.batch_size
-    model = LeNet5(num_classes=dataset.num_classes)
+    model = create_model(base, dataset.num_classes)
     tx = _group_optimizer(group, base)
     return _GroupProgram(
         group=group,
@@ -908,6 +910,8 @@ def _run_workers(argv: list[str], processes: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before JAX initialises its backends; the workers inherit the flag.
+    xla_flags.set_cpu_flags()
     parser = argparse.ArgumentParser(
         prog="python -m phs_optax_training.sweep",
         description="Train a named sweep of configurations as one vmapped program.",
@@ -924,6 +928,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--max_train_examples", type=int, default=None)
     parser.add_argument("--max_test_examples", type=int, default=None)
+    parser.add_argument(
+        "--conv_impl",
+        default=TrainConfig.conv_impl,
+        choices=CONV_IMPLS,
+        help="LeNet-5's conv + pool layers (as train.py's --conv_impl; default: "
+        "space_to_depth on a CPU backend, else stock)",
+    )
     parser.add_argument(
         "--configs_per_program",
         type=int,
@@ -981,6 +992,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data_dir=args.data_dir,
         max_train_examples=args.max_train_examples,
         max_test_examples=args.max_test_examples,
+        conv_impl=args.conv_impl,
     )
     try:
         seeds = [int(s) for s in args.seeds.split(",")]

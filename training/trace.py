@@ -28,10 +28,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 import phs_optax
-from phs_optax_models import LeNet5
 from phs_optax_training import data as data_lib
-from phs_optax_training import presets, train_lib
+from phs_optax_training import presets, train_lib, xla_flags
 from phs_optax_training.config import TrainConfig, validate
+from phs_optax_training.model import create_model
 
 TRACE_FILE = "trace.jsonl"
 _OPTION_FLAGS = {
@@ -86,7 +86,7 @@ def trace_run(
         dataset = data_lib.load_dataset(config.dataset, config.data_dir)
     splits = train_lib.split_data(dataset, config)
     train = splits["train"]
-    model = LeNet5(num_classes=dataset.num_classes)
+    model = create_model(config, dataset.num_classes)
     params = train_lib.initial_params(model, config.seed, train.images[:1])
     tx = train_lib.create_optimizer(config)
     opt_state = tx.init(params)
@@ -191,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    xla_flags.set_cpu_flags()  # before JAX initialises its backends
     parser = _parser()
     args = parser.parse_args(argv)
     try:

@@ -33,6 +33,7 @@ import phs_optax
 from phs_optax_models import LeNet5
 from phs_optax_training import data as data_lib
 from phs_optax_training.config import TrainConfig, extension_options, validate
+from phs_optax_training.model import create_model, resolve_conv_impl
 
 AXIS = "batch"
 
@@ -458,7 +459,7 @@ def train_and_evaluate(
             f"--batch_size={config.batch_size}"
         )
 
-    model = LeNet5(num_classes=dataset.num_classes)
+    model = create_model(config, dataset.num_classes)
     tx = create_optimizer(config)
     params = initial_params(model, config.seed, splits["test"].images[:1])
     state = initial_state(model, params, tx)
@@ -587,7 +588,7 @@ def train_and_evaluate(
 
 def final_params(workdir: str | Path, config: TrainConfig, dataset: data_lib.Dataset):
     """The params and optimizer state of the latest checkpoint in ``workdir``."""
-    model = LeNet5(num_classes=dataset.num_classes)
+    model = create_model(config, dataset.num_classes)
     params = initial_params(model, config.seed, dataset.train_images[:1])
     template = initial_state(model, params, create_optimizer(config))
     checkpoints = Checkpoints(Path(workdir) / "checkpoints", config)
@@ -639,6 +640,7 @@ def build_summary(
         "devices": jax.device_count(),
         "processes": jax.process_count(),
         "platform": jax.devices()[0].platform,
+        "conv_impl": resolve_conv_impl(config.conv_impl),
         "epochs_done": history[-1]["epoch"],
         "final_test_accuracy": history[-1]["test_accuracy"],
         "best_test_accuracy": best["test_accuracy"],
