@@ -9,8 +9,12 @@ CASE_NAMES = ("fmnist-64", "cifar-64", "fmnist-256")
 
 
 def parse_args(
-    cases: Iterable[str] = CASE_NAMES, devices: Iterable[str] = ("default",)
+    cases: Iterable[str] = CASE_NAMES,
+    devices: Iterable[str] = ("default",),
+    conv_impls: Iterable[str] = (),
 ) -> argparse.Namespace:
+    """The shared flags; with ``conv_impls``, also ``--conv_impl`` (the first
+    is its default)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("what", choices=["step", "epoch"])
     parser.add_argument("--case", choices=sorted(cases), default="fmnist-64")
@@ -23,4 +27,12 @@ def parse_args(
     parser.add_argument("--data_dir", default=None, help="local dataset files")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--device", choices=list(devices), default=list(devices)[0])
+    conv_impls = list(conv_impls)
+    if conv_impls:
+        parser.add_argument(
+            "--conv_impl",
+            choices=conv_impls,
+            default=conv_impls[0],
+            help="LeNet-5's conv + pool layers, as train.py's --conv_impl",
+        )
     return parser.parse_args()

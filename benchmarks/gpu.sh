@@ -8,7 +8,7 @@
 #   cp ../shared/data/cifar10-jpeg.tar.gz device-data/
 #   echo /device-data/ >> .git/info/exclude
 # and carry `device-data` to the machine. Then, on it:
-#   bash benchmarks/gpu.sh bench                 # steps, optimizer, epochs, vmapped sweep
+#   bash benchmarks/gpu.sh bench                 # steps (both --conv_impl), optimizer, epochs, vmapped sweep
 #   bash benchmarks/gpu.sh table2 EPOCHS BATCH   # Table 2, 3 seeds, both readings, timed
 #   bash benchmarks/gpu.sh table1 EPOCHS BATCH   # Table 1 (CIFAR-10), 3 seeds, timed
 # Output: one JSON line per measurement on stdout (and in $OUT/gpu-*.jsonl when
@@ -47,8 +47,11 @@ bench() {
     $PYTHON -c "import jax, flax, optax, torch; print(jax.__version__, flax.__version__, \
 optax.__version__, torch.__version__, jax.devices())" >&2
     for case in fmnist-64 cifar-64 fmnist-256; do
-        measure 90 "$log" $PYTHON benchmarks/jax_project.py step --case="$case" \
-            --steps=300 --repeats=5
+        # Both layer choices: stock is what train.py uses on a GPU (auto).
+        for conv_impl in stock space_to_depth; do
+            measure 90 "$log" $PYTHON benchmarks/jax_project.py step --case="$case" \
+                --steps=300 --repeats=5 --conv_impl="$conv_impl"
+        done
         measure 90 "$log" $PYTHON benchmarks/torch_reference.py step --case="$case" \
             --steps=300 --repeats=5 --device="$TORCH_DEVICE"
     done

@@ -5,7 +5,8 @@
 
 ``models/_layers.py`` computes the images gradient of its convolution as one
 matrix product plus window sums (``_conv_images_grad``). This compiles the
-real train step (``jax_project.step_runner``) twice in one process, once with
+real train step (``jax_project.step_runner``, with ``models/_layers.py``'s
+layers: ``conv_impl="space_to_depth"``) twice in one process, once with
 that gradient and once with XLA's own transpose of the convolution, and times
 them in interleaved rounds (order reversed every round), as
 ``optimizer_cost.py`` does. Prints one JSON line: images/s of each and the
@@ -25,6 +26,7 @@ from jax_project import CASES, step_runner
 from optimizer_cost import median_ratio
 
 from phs_optax_models import _layers
+from phs_optax_training import xla_flags
 
 
 def xla_images_grad(grad_out: jax.Array, kernel: jax.Array, dtype) -> jax.Array:
@@ -43,7 +45,7 @@ def compiled_runners(case: str, num_examples: int) -> tuple[dict, int]:
     for name, images_grad in (("project", project_grad), ("xla", xla_images_grad)):
         _layers._conv_images_grad = images_grad
         try:
-            run, batch_size = step_runner(case, num_examples)
+            run, batch_size = step_runner(case, num_examples, "space_to_depth")
             run(5)  # compiles while this gradient is in place
         finally:
             _layers._conv_images_grad = project_grad
@@ -52,6 +54,7 @@ def compiled_runners(case: str, num_examples: int) -> tuple[dict, int]:
 
 
 def main() -> None:
+    xla_flags.set_cpu_flags()  # as train.py, before JAX initialises its backends
     parser = argparse.ArgumentParser()
     parser.add_argument("--case", choices=sorted(CASES), default="fmnist-64")
     parser.add_argument("--rounds", type=int, default=30)

@@ -1,6 +1,7 @@
 """The project's side of ``benchmarks/compare.py``: its real code paths, timed.
 
     python benchmarks/jax_project.py step --case=fmnist-64
+    python benchmarks/jax_project.py step --case=fmnist-64 --conv_impl=stock
     python benchmarks/jax_project.py epoch --repeats=5
 
 ``step``: images/s of ``train_lib.make_train_step`` (the pmapped step
@@ -11,6 +12,10 @@ accumulated on the device), on random data of the case's shape.
 or CIFAR-10 (``--dataset``) for ``1 + repeats`` epochs: the first epoch's wall time includes compilation;
 the others are the steady state (training epoch, full test evaluation, metrics
 written), read from ``metrics.jsonl``. Each prints one JSON line.
+
+``--conv_impl`` picks LeNet-5's convolution + max-pool layers as train.py's
+flag does; the default, ``auto``, is what train.py uses (``space_to_depth``
+on a CPU backend, ``stock`` otherwise). The JSON line names the layers used.
 """
 
 from __future__ import annotations
@@ -25,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 from _cli import parse_args
 
-from phs_optax_models import LeNet5
-from phs_optax_training import train_lib
-from phs_optax_training.config import TrainConfig
+from phs_optax_training import train_lib, xla_flags
+from phs_optax_training.config import CONV_IMPLS, TrainConfig
+from phs_optax_training.model import create_model, resolve_conv_impl
 
 CASES = {
     "fmnist-64": ((28, 28, 1), 64),
@@ -36,18 +41,22 @@ CASES = {
 }
 
 
-def step_runner(case: str, num_examples: int) -> tuple[Callable[[int], None], int]:
+def step_runner(
+    case: str, num_examples: int, conv_impl: str = "auto"
+) -> tuple[Callable[[int], None], int]:
     """``(run, batch_size)``: ``run(count)`` does ``count`` steps of the train step.
+
+    ``conv_impl`` is ``TrainConfig.conv_impl``: the model is train.py's.
 
     The step compiles at the first call (so under whatever layers are in
     place then); the state carries over from call to call.
     """
     shape, batch_size = CASES[case]
-    config = TrainConfig(batch_size=batch_size)
+    config = TrainConfig(batch_size=batch_size, conv_impl=conv_impl)
     rng = np.random.default_rng(0)
     images = rng.standard_normal((num_examples, *shape), np.float32)
     labels = rng.integers(0, 10, num_examples).astype(np.int32)
-    model = LeNet5()
+    model = create_model(config, num_classes=10)
     params = model.init(jax.random.PRNGKey(0), images[:1])["params"]
     state = train_lib.initial_state(model, params, train_lib.create_optimizer(config))
     steps_per_epoch = num_examples // batch_size
@@ -75,8 +84,10 @@ def step_runner(case: str, num_examples: int) -> tuple[Callable[[int], None], in
     return run, batch_size
 
 
-def step_throughput(case: str, steps: int, repeats: int, num_examples: int) -> dict:
-    run, batch_size = step_runner(case, num_examples)
+def step_throughput(
+    case: str, steps: int, repeats: int, num_examples: int, conv_impl: str = "auto"
+) -> dict:
+    run, batch_size = step_runner(case, num_examples, conv_impl)
     run(20)  # compile and warm up
     rates = []
     for _ in range(repeats):
@@ -87,13 +98,18 @@ def step_throughput(case: str, steps: int, repeats: int, num_examples: int) -> d
 
 
 def epoch_end_to_end(
-    dataset: str, data_dir: str | None, batch_size: int, repeats: int
+    dataset: str,
+    data_dir: str | None,
+    batch_size: int,
+    repeats: int,
+    conv_impl: str = "auto",
 ) -> dict:
     config = TrainConfig(
         dataset=dataset,
         batch_size=batch_size,
         num_epochs=1 + repeats,
         data_dir=data_dir,
+        conv_impl=conv_impl,
     )
     with tempfile.TemporaryDirectory() as workdir:
         start = time.perf_counter()
@@ -112,14 +128,18 @@ def epoch_end_to_end(
 
 
 def main() -> None:
-    args = parse_args(CASES)
+    xla_flags.set_cpu_flags()  # as train.py, before JAX initialises its backends
+    args = parse_args(CASES, conv_impls=CONV_IMPLS)
     if args.what == "step":
-        result = step_throughput(args.case, args.steps, args.repeats, args.num_examples)
+        result = step_throughput(
+            args.case, args.steps, args.repeats, args.num_examples, args.conv_impl
+        )
     else:
         result = epoch_end_to_end(
-            args.dataset, args.data_dir, args.batch_size, args.repeats
+            args.dataset, args.data_dir, args.batch_size, args.repeats, args.conv_impl
         )
         result["dataset"] = args.dataset
+    result["conv_impl"] = resolve_conv_impl(args.conv_impl)
     result["device"] = jax.devices()[0].device_kind
     result["device_count"] = jax.device_count()
     result["jax"] = jax.__version__

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from phs_optax_training import data as data_lib
-from phs_optax_training import sweep
+from phs_optax_training import sweep, xla_flags
 from phs_optax_training.config import TrainConfig
 
 
@@ -121,6 +121,7 @@ def interleaved_ratio(
 
 
 def main() -> None:
+    xla_flags.set_cpu_flags()  # as the sweep, before JAX initialises its backends
     parser = argparse.ArgumentParser()
     parser.add_argument("--configs", default="1,4,8,20")
     parser.add_argument("--steps", type=int, default=100)
