@@ -441,3 +441,50 @@ def test_beyond_table1_counts_patience_in_cifar_epochs_and_the_deadline_at_half_
     assert {"deadline": deadline, "on_deadline": "restore_best"} in options
     assert {"goal_patience": 781, "goal_decay": 0.9} in options
     assert all(c.dataset == "cifar10" and c.optimizer == "goal_phs" for c in configs)
+
+
+VALIDATION_BASE = dataclasses.replace(
+    BASE,
+    num_epochs=4,
+    friction=0.02,
+    learning_rate=0.3,
+    validation_fraction=0.25,
+    validation_patience=1,
+)
+VALIDATION_CONFIGS = [
+    dataclasses.replace(VALIDATION_BASE, brake_trigger="validation"),
+    dataclasses.replace(VALIDATION_BASE, brake_trigger="validation", seed=1),
+    dataclasses.replace(VALIDATION_BASE, brake_trigger="both", goal=0.9),
+    dataclasses.replace(VALIDATION_BASE, optimizer="phs"),
+]
+
+
+def test_the_sweep_runs_the_validation_trigger_as_train_py_does(dataset, tmp_path):
+    summaries = sweep.run_sweep(
+        VALIDATION_CONFIGS, tmp_path / "sweep", dataset=dataset, log=lambda m: None
+    )
+    braked = 0
+    for config in VALIDATION_CONFIGS:
+        workdir = tmp_path / sweep.run_name(config)
+        alone = train_lib.train_and_evaluate(
+            config, workdir, dataset=dataset, progress=False
+        )
+        summary = summaries[sweep.run_name(config)]
+        assert summary["brake_step"] == alone["brake_step"], sweep.run_name(config)
+        braked += summary["brake_step"] is not None
+        swept_rows = [
+            json.loads(line)
+            for line in (tmp_path / "sweep" / sweep.run_name(config) / "metrics.jsonl")
+            .read_text()
+            .splitlines()
+        ]
+        alone_rows = [
+            json.loads(line)
+            for line in (workdir / "metrics.jsonl").read_text().splitlines()
+        ]
+        np.testing.assert_allclose(
+            [r["validation_loss"] for r in swept_rows],
+            [r["validation_loss"] for r in alone_rows],
+            rtol=1e-4,
+        )
+    assert braked >= 2  # the trigger fired in the sweep, not only its absence

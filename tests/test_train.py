@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from phs_optax_training import data as data_lib
-from phs_optax_training import train_lib
+from phs_optax_training import engine, train_lib
 from phs_optax_training.config import ConfigError, TrainConfig, validate
 from phs_optax_training.model import create_model
 
@@ -268,7 +268,7 @@ def test_rerun_of_finished_workdir_trains_nothing_more(dataset, tmp_path):
 
 
 def test_validation_brake_fires_after_patience_rises():
-    brake = train_lib.ValidationBrake(patience=2)
+    brake = engine.ValidationBrake(patience=2)
     assert [brake.should_brake(v) for v in [1.0, 0.9, 0.95, 0.9, 0.95, 0.97]] == [
         False, False, False, False, False, True,
     ]  # fmt: skip

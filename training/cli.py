@@ -10,7 +10,7 @@ from pathlib import Path
 from absl import flags
 
 from phs_optax_training import xla_flags
-from phs_optax_training.config import TrainConfig, without_extensions
+from phs_optax_training.config import TrainConfig, run_name, without_extensions
 
 USAGE_ERROR = 2
 _DEFAULTS = TrainConfig()
@@ -159,12 +159,8 @@ def _preset_values(name: str, goal_reading: str | None) -> dict:
 
 
 def default_workdir(config: TrainConfig) -> Path:
-    name = f"{config.dataset}_{config.optimizer}_lr{config.learning_rate:g}"
-    if config.optimizer != "sgd":
-        name += f"_m{config.mass:g}_f{config.friction:g}"
-    if config.optimizer == "goal_phs":
-        name += f"_g{config.goal:g}_b{config.brake_factor:g}"
-    return Path("runs") / f"{name}_s{config.seed}"
+    """``runs/<dataset>_<run name>`` (:func:`config.run_name`)."""
+    return Path("runs") / f"{config.dataset}_{run_name(config)}"
 
 
 def _start_distributed() -> None:

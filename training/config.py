@@ -216,3 +216,25 @@ def _validate_extensions(config: TrainConfig) -> None:
         )
     except ValueError as error:
         raise ConfigError(str(error).splitlines()[0]) from None
+
+
+def run_name(config: TrainConfig) -> str:
+    """The run's folder name: the optimizer, its hyperparameters, the trigger,
+    the options set and the seed (train.py's default workdir and the sweep's
+    run folders are named by it)."""
+    name = f"{config.optimizer}_lr{config.learning_rate:g}"
+    if config.optimizer != "sgd":
+        name += f"_f{config.friction:g}_m{config.mass:g}"
+    if config.optimizer == "sgd" and config.sgd_momentum:
+        name += f"_mom{config.sgd_momentum:g}"
+    if config.brake_trigger == "step":
+        name += f"_at{config.brake_at_step}_b{config.brake_factor:g}"
+    elif config.brake_trigger == "validation":
+        name += f"_val{config.validation_patience}_b{config.brake_factor:g}"
+    elif config.optimizer == "goal_phs":
+        name += f"_g{config.goal:g}_b{config.brake_factor:g}"
+        if config.brake_trigger == "both":
+            name += f"_val{config.validation_patience}"
+    for option, value in extension_options(config).items():
+        name += f"_{option}{value:g}" if not isinstance(value, str) else f"_{value}"
+    return f"{name}_s{config.seed}"

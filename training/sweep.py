@@ -40,36 +40,22 @@ import optax
 
 import phs_optax
 from phs_optax_models import LeNet5
-from phs_optax_training import compilation_cache, presets, train_lib, xla_flags
+from phs_optax_training import compilation_cache, engine, presets, train_lib, xla_flags
 from phs_optax_training import data as data_lib
 from phs_optax_training.config import (
     CONV_IMPLS,
     EXTENSION_DEFAULTS,
     TrainConfig,
     extension_options,
+    run_name,
     validate,
     without_extensions,
 )
 from phs_optax_training.model import create_model
 
 PER_CONFIG_FIELDS = ("optimizer", "learning_rate", "mass", "friction", "goal", "brake_factor", "sgd_momentum", "brake_trigger", "brake_at_step", "seed", *EXTENSION_DEFAULTS)  # fmt: skip
-GROUPS = ("phs", "phs-step", "sgd")
-
-
-def run_name(config: TrainConfig) -> str:
-    """A folder name that identifies the configuration."""
-    name = f"{config.optimizer}_lr{config.learning_rate:g}"
-    if config.optimizer != "sgd":
-        name += f"_f{config.friction:g}_m{config.mass:g}"
-    if config.optimizer == "sgd" and config.sgd_momentum:
-        name += f"_mom{config.sgd_momentum:g}"
-    if config.brake_trigger == "step":
-        name += f"_at{config.brake_at_step}_b{config.brake_factor:g}"
-    elif config.optimizer == "goal_phs":
-        name += f"_g{config.goal:g}_b{config.brake_factor:g}"
-    for option, value in extension_options(config).items():
-        name += f"_{option}{value:g}" if not isinstance(value, str) else f"_{value}"
-    return f"{name}_s{config.seed}"
+GROUPS = ("phs", "phs-step", "phs-validation", "sgd")
+_WITHOUT_GOAL = ("phs-step", "phs-validation")
 
 
 def group_of(config: TrainConfig) -> str:
@@ -77,6 +63,7 @@ def group_of(config: TrainConfig) -> str:
 
     ``phs``: PHS and goal-oriented PHS (PHS is goal_phs with brake factor 1);
     ``phs-step``: goal_phs braked at a fixed step (no goal in its state);
+    ``phs-validation``: goal_phs braked on a rising validation loss (no goal);
     ``sgd``: SGD with or without momentum, optionally with a learning-rate drop;
     ``goal-ext:<options>``: goal_phs with options beyond the paper (one group
     per set of options, as the options shape the state).
@@ -85,6 +72,8 @@ def group_of(config: TrainConfig) -> str:
         return "sgd"
     if config.brake_trigger == "step":
         return "phs-step"
+    if config.brake_trigger == "validation":
+        return "phs-validation"
     options = extension_options(config)
     if options:
         return "goal-ext:" + ",".join(f"{k}={v}" for k, v in options.items())
@@ -117,7 +106,7 @@ def _group_optimizer(group: str, config: TrainConfig) -> optax.GradientTransform
         learning_rate=1.0,
         mass=1.0,
         friction=1.0,
-        goal=None if group == "phs-step" else 0.5,
+        goal=None if group in _WITHOUT_GOAL else 0.5,
         brake_factor=1.0,
         integrator=config.integrator,
         drag=config.drag,
@@ -136,19 +125,15 @@ def _hyperparams(group: str, config: TrainConfig) -> dict[str, float]:
         "friction": config.friction,
         "brake_factor": config.brake_factor if is_goal else 1.0,
     }
-    if group != "phs-step":
+    if group not in _WITHOUT_GOAL:
         values["goal"] = config.goal if is_goal else 0.5
     return values
 
 
-def brake_schedule(configs: Sequence[TrainConfig]) -> tuple[jax.Array, jax.Array]:
-    """Per configuration: the update that brakes (-1: none) and, for SGD, the
-    factor on its updates from then on (1 / brake_factor)."""
-    at = [c.brake_at_step if c.brake_trigger == "step" else -1 for c in configs]
-    scale = [
-        1.0 / c.brake_factor if c.brake_trigger == "step" else 1.0 for c in configs
-    ]
-    return jnp.asarray(at, jnp.int32), jnp.asarray(scale, jnp.float32)
+def stacked_triggers(configs: Sequence[TrainConfig]) -> engine.StepTrigger:
+    """The configurations' step triggers, stacked (see :func:`engine.step_trigger`)."""
+    triggers = [engine.step_trigger(c) for c in configs]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *triggers)
 
 
 def init_stacked(
@@ -194,40 +179,34 @@ def epoch_permutations(
     )
 
 
+def trigger_kind_of(group: str) -> str | None:
+    """What the step trigger does in ``group`` (see :mod:`engine`)."""
+    return {"phs-step": "brake", "sgd": "sgd_drop"}.get(group)
+
+
 def make_sweep_step(apply_fn, tx, batch_size: int, steps_per_epoch: int, group: str):
-    """One jitted step of every configuration: each gathers its own batch, or
-    all take the same one when ``permutations`` is one order (1-D).
+    """:func:`engine.train_on_batch` of every configuration, vmapped: each
+    gathers its own batch, or all take the same one when ``permutations`` is
+    one order (1-D). ``triggers`` are the stacked :class:`engine.StepTrigger`."""
+    trigger_kind = trigger_kind_of(group)
 
-    ``schedule`` (see :func:`brake_schedule`) brakes ``phs-step`` states before
-    the given update and scales SGD's updates from that update on.
-    """
-
-    def one_config(params, opt_state, step, schedule, permutation, images, labels):
-        brake_at, update_scale = schedule
-        if group == "phs-step":
-            opt_state = jax.lax.cond(
-                step == brake_at, phs_optax.brake, lambda state: state, opt_state
-            )
-        start = (step % steps_per_epoch) * batch_size
-        rows = jax.lax.dynamic_slice(permutation, (start,), (batch_size,))
-        x, y = images[rows], labels[rows]
-        mask = jnp.ones(batch_size, jnp.bool_)
-
-        def loss_fn(p):
-            logits = apply_fn({"params": p}, x)
-            return train_lib.cross_entropy_sum(logits, y, mask) / batch_size, logits
-
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-        if group == "sgd":
-            dropped = (brake_at >= 0) & (step >= brake_at)
-            scale = jnp.where(dropped, update_scale, 1.0)
-            updates = jax.tree.map(lambda u: u * scale, updates)
-        correct = train_lib.correct_count(logits, y, mask).astype(jnp.float32)
-        return optax.apply_updates(params, updates), opt_state, loss, correct
+    def one_config(params, opt_state, step, trigger, permutation, images, labels):
+        rows = engine.batch_rows(permutation, step, steps_per_epoch, batch_size)
+        result = engine.train_on_batch(
+            apply_fn,
+            tx,
+            params,
+            opt_state,
+            images[rows],
+            labels[rows],
+            step,
+            trigger,
+            trigger_kind=trigger_kind,
+        )
+        return result.params, result.opt_state, result.loss, result.correct
 
     def step_all(
-        params, opt_state, totals, step, schedule, permutations, images, labels
+        params, opt_state, totals, step, triggers, permutations, images, labels
     ):
         # One data order for all (see epoch_permutations): the batch is not
         # vmapped, so the first convolution becomes one convolution with every
@@ -235,7 +214,7 @@ def make_sweep_step(apply_fn, tx, batch_size: int, steps_per_epoch: int, group: 
         order_axis = None if permutations.ndim == 1 else 0
         params, opt_state, loss, correct = jax.vmap(
             one_config, in_axes=(0, 0, None, 0, order_axis, None, None)
-        )(params, opt_state, step, schedule, permutations, images, labels)
+        )(params, opt_state, step, triggers, permutations, images, labels)
         totals = totals + jnp.stack([loss * batch_size, correct], axis=1)
         return params, opt_state, totals, step + 1
 
@@ -243,24 +222,13 @@ def make_sweep_step(apply_fn, tx, batch_size: int, steps_per_epoch: int, group: 
 
 
 def make_sweep_eval(apply_fn, batch_size: int, num_examples: int):
-    """Loss sum and correct count of one padded test batch, for every config."""
+    """Loss sum, correct and example count of one padded batch, for every config."""
 
     def eval_batch(params, images, labels, batch_index):
-        rows = batch_index * batch_size + jnp.arange(batch_size)
-        mask = rows < num_examples
-        safe_rows = jnp.minimum(rows, num_examples - 1)
-        x, y = images[safe_rows], labels[safe_rows]
-
-        def one_config(p):
-            logits = apply_fn({"params": p}, x)
-            return jnp.stack(
-                [
-                    train_lib.cross_entropy_sum(logits, y, mask),
-                    train_lib.correct_count(logits, y, mask).astype(jnp.float32),
-                ]
-            )
-
-        return jax.vmap(one_config)(params)
+        x, y, mask = engine.padded_batch(
+            images, labels, batch_index * batch_size, batch_size, num_examples
+        )
+        return jax.vmap(lambda p: engine.eval_sums(apply_fn, p, x, y, mask))(params)
 
     return jax.jit(eval_batch)
 
@@ -270,25 +238,26 @@ def _evaluate_all(eval_batch, params, images, labels, num_examples, batch_size):
     for batch_index in range(-(-num_examples // batch_size)):
         totals = totals + eval_batch(params, images, labels, batch_index)
     totals = np.asarray(totals, np.float64)
-    return totals[:, 0] / num_examples, totals[:, 1] / num_examples
+    return totals[:, 0] / totals[:, 2], totals[:, 1] / totals[:, 2]
 
 
 def _slice(tree: Any, index: int) -> Any:
     return jax.tree.map(lambda x: x[index], tree)
 
 
-def _row_for(config, opt_state, epoch, step, train, test, seconds, wall):
+def _row_for(config, opt_state, epoch, step, train, evaluations, seconds, wall):
     """One metrics.jsonl row, in train.py's format."""
     train_loss, train_accuracy = train
     kinetic, hamiltonian = train_lib.energy(opt_state, config, train_loss)
+    validation = evaluations.get("validation")
     return {
         "epoch": epoch,
         "step": step,
         "train_loss": train_loss,
         "train_accuracy": train_accuracy,
-        "test_loss": test[0],
-        "test_accuracy": test[1],
-        "validation_loss": None,
+        "test_loss": evaluations["test"][0],
+        "test_accuracy": evaluations["test"][1],
+        "validation_loss": None if validation is None else validation[0],
         **train_lib.brake_info(opt_state, config, step),
         "kinetic_energy": kinetic,
         "hamiltonian": hamiltonian,
@@ -299,22 +268,19 @@ def _row_for(config, opt_state, epoch, step, train, test, seconds, wall):
 
 @dataclasses.dataclass
 class _GroupProgram:
-    """What every chunk of a group shares: data on device and compiled functions."""
+    """What every chunk of a group shares: the model and compiled functions."""
 
     group: str
     model: LeNet5
     tx: optax.GradientTransformation
     step_all: Any
-    eval_batch: Any
-    train: train_lib.Split
-    test: train_lib.Split
+    eval_batches: dict[str, Any]  # split name -> compiled evaluation
     steps_per_epoch: int
 
 
 def _compile_group(group: str, base: TrainConfig, dataset: data_lib.Dataset):
     splits = train_lib.split_data(dataset, base)
-    train, test = splits["train"], splits["test"]
-    steps_per_epoch = len(train.labels) // base.batch_size
+    steps_per_epoch = len(splits["train"].labels) // base.batch_size
     model = create_model(base, dataset.num_classes)
     tx = _group_optimizer(group, base)
     return _GroupProgram(
@@ -324,31 +290,49 @@ def _compile_group(group: str, base: TrainConfig, dataset: data_lib.Dataset):
         step_all=make_sweep_step(
             model.apply, tx, base.batch_size, steps_per_epoch, group
         ),
-        eval_batch=make_sweep_eval(model.apply, base.eval_batch_size, len(test.labels)),
-        train=train_lib.Split(jnp.asarray(train.images), jnp.asarray(train.labels)),
-        test=train_lib.Split(jnp.asarray(test.images), jnp.asarray(test.labels)),
+        eval_batches={
+            name: make_sweep_eval(model.apply, base.eval_batch_size, len(split.labels))
+            for name, split in splits.items()
+            if name != "train"
+        },
         steps_per_epoch=steps_per_epoch,
     )
 
 
-def _train_chunk(program: _GroupProgram, configs: Sequence[TrainConfig], log):
-    """Trains ``configs`` in one vmapped program; returns histories and params."""
+def _on_device(splits: dict[str, train_lib.Split]) -> dict[str, train_lib.Split]:
+    return {
+        name: train_lib.Split(jnp.asarray(s.images), jnp.asarray(s.labels))
+        for name, s in splits.items()
+    }
+
+
+def _train_chunk(
+    program: _GroupProgram,
+    configs: Sequence[TrainConfig],
+    dataset: data_lib.Dataset,
+    log,
+):
+    """Trains ``configs`` (one validation split: one seed if it holds one) in
+    one vmapped program; returns histories and params."""
     base, group = configs[0], program.group
+    splits = _on_device(train_lib.split_data(dataset, base))
+    train = splits["train"]
     hyperparams = {
         key: np.array([_hyperparams(group, c)[key] for c in configs], np.float32)
         for key in _hyperparams(group, base)
     }
     params, opt_state = init_stacked(
-        program.model, program.tx, configs, hyperparams, program.train.images[:1]
+        program.model, program.tx, configs, hyperparams, train.images[:1]
     )
-    num_train, num_test = len(program.train.labels), len(program.test.labels)
     count = program.steps_per_epoch * base.batch_size
     step = jnp.zeros([], jnp.int32)
-    schedule = brake_schedule(configs)
+    triggers = stacked_triggers(configs)
+    on_validation = [c.brake_trigger in ("validation", "both") for c in configs]
+    validation_brakes = [engine.ValidationBrake(c.validation_patience) for c in configs]
     histories: list[list[dict]] = [[] for _ in configs]
     start = time.time()
     for epoch in range(1, base.num_epochs + 1):
-        permutations = epoch_permutations(configs, epoch, num_train)
+        permutations = epoch_permutations(configs, epoch, len(train.labels))
         totals = jnp.zeros((len(configs), 2), jnp.float32)
         epoch_start = time.time()
         for _ in range(program.steps_per_epoch):
@@ -357,21 +341,34 @@ def _train_chunk(program: _GroupProgram, configs: Sequence[TrainConfig], log):
                 opt_state,
                 totals,
                 step,
-                schedule,
+                triggers,
                 permutations,
-                program.train.images,
-                program.train.labels,
+                train.images,
+                train.labels,
             )
         totals = np.asarray(totals, np.float64)
         seconds = time.time() - epoch_start
-        test_loss, test_accuracy = _evaluate_all(
-            program.eval_batch,
-            params,
-            program.test.images,
-            program.test.labels,
-            num_test,
-            base.eval_batch_size,
-        )
+        evaluations = {
+            name: _evaluate_all(
+                evaluate,
+                params,
+                splits[name].images,
+                splits[name].labels,
+                len(splits[name].labels),
+                base.eval_batch_size,
+            )
+            for name, evaluate in program.eval_batches.items()
+        }
+        if any(on_validation):
+            validation_loss = evaluations["validation"][0]
+            brake_now = [
+                wanted and rule.should_brake(float(loss))
+                for wanted, rule, loss in zip(
+                    on_validation, validation_brakes, validation_loss, strict=True
+                )
+            ]
+            if any(brake_now):
+                opt_state = engine.brake_where(opt_state, jnp.asarray(brake_now))
         for i, config in enumerate(configs):
             histories[i].append(
                 _row_for(
@@ -380,7 +377,10 @@ def _train_chunk(program: _GroupProgram, configs: Sequence[TrainConfig], log):
                     epoch,
                     int(step),
                     (totals[i, 0] / count, totals[i, 1] / count),
-                    (float(test_loss[i]), float(test_accuracy[i])),
+                    {
+                        name: (float(loss[i]), float(accuracy[i]))
+                        for name, (loss, accuracy) in evaluations.items()
+                    },
                     count / seconds,
                     time.time() - start,
                 )
@@ -388,9 +388,24 @@ def _train_chunk(program: _GroupProgram, configs: Sequence[TrainConfig], log):
         log(
             f"[{group}] epoch {epoch}/{base.num_epochs}: {len(configs)} configs, "
             f"{len(configs) * count / seconds:.0f} img/s summed, best test acc "
-            f"{float(np.max(test_accuracy)):.4f}"
+            f"{float(np.max(evaluations['test'][1])):.4f}"
         )
     return histories, params
+
+
+def _chunks(configs: Sequence[TrainConfig], size: int) -> list[list[TrainConfig]]:
+    """Consecutive chunks of at most ``size`` in seed order; with a validation
+    split (drawn per seed) a chunk holds one seed only."""
+    configs = sorted(configs, key=lambda c: c.seed)
+    by_split = [configs]
+    if configs[0].validation_fraction > 0:
+        seeds = sorted({c.seed for c in configs})
+        by_split = [[c for c in configs if c.seed == seed] for seed in seeds]
+    return [
+        members[first : first + size]
+        for members in by_split
+        for first in range(0, len(members), size)
+    ]
 
 
 def run_group(
@@ -407,12 +422,9 @@ def run_group(
     configuration's files as soon as its chunk is done. Chunks are taken in
     seed order, so that a chunk of one seed shares its batches."""
     program = _compile_group(group, configs[0], dataset)
-    chunk = configs_per_program or len(configs)
-    configs = sorted(configs, key=lambda c: c.seed)
     summaries = {}
-    for first in range(0, len(configs), chunk):
-        members = configs[first : first + chunk]
-        histories, params = _train_chunk(program, members, log)
+    for members in _chunks(configs, configs_per_program or len(configs)):
+        histories, params = _train_chunk(program, members, dataset, log)
         for i, (config, history) in enumerate(zip(members, histories, strict=True)):
             summaries[run_name(config)] = _write_run(
                 sweep_dir,
@@ -461,11 +473,6 @@ def checked_configs(configs: Sequence[TrainConfig]) -> list[TrainConfig]:
     _check_shared(configs)
     for config in configs:
         validate(config, num_devices=1)
-        if config.brake_trigger in ("validation", "both"):
-            raise ValueError(
-                f"{run_name(config)}: the sweep holds no validation split; "
-                "train validation-triggered runs with train.py"
-            )
     names = [run_name(c) for c in configs]
     if len(set(names)) != len(names):
         raise ValueError("a sweep holds the same configuration twice")

@@ -29,7 +29,7 @@ from matplotlib.figure import Figure
 
 import phs_optax
 from phs_optax_training import data as data_lib
-from phs_optax_training import presets, train_lib, xla_flags
+from phs_optax_training import engine, presets, train_lib, xla_flags
 from phs_optax_training.config import TrainConfig, validate
 from phs_optax_training.model import create_model
 
@@ -47,30 +47,33 @@ _OPTION_FLAGS = {
 
 
 def make_traced_step(apply_fn, tx, mass: float):
-    """A jitted update that also returns what the trace records."""
+    """:func:`engine.train_on_batch`, jitted, plus what the trace records."""
+    never = engine.step_trigger(TrainConfig())
 
     @jax.jit
-    def step(params, opt_state, images, labels):
-        def loss_fn(p):
-            logits = apply_fn({"params": p}, images)
-            return optax.softmax_cross_entropy_with_integer_labels(
-                logits, labels
-            ).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-        params = optax.apply_updates(params, updates)
-        phs_state = phs_optax.find_phs_state(opt_state)
+    def step(params, opt_state, images, labels, count):
+        result = engine.train_on_batch(
+            apply_fn,
+            tx,
+            params,
+            opt_state,
+            images,
+            labels,
+            count,
+            never,
+            trigger_kind=None,
+        )
+        phs_state = phs_optax.find_phs_state(result.opt_state)
         record = {
-            "loss": loss,
+            "loss": result.loss,
             "monitored_loss": phs_state.monitored_loss,
             "friction": phs_state.friction,
-            "kinetic_energy": phs_optax.kinetic_energy(opt_state, mass),
-            "gradient_norm": optax.tree.norm(grads),
+            "kinetic_energy": phs_optax.kinetic_energy(result.opt_state, mass),
+            "gradient_norm": optax.tree.norm(result.grads),
             "braked": phs_state.braked,
             "releases": phs_state.releases,
         }
-        return params, opt_state, record
+        return result.params, result.opt_state, record
 
     return step
 
@@ -102,7 +105,9 @@ def trace_run(
                 train_lib.epoch_permutation(config.seed, epoch, len(train.labels))
             )
         rows = order[position * config.batch_size : (position + 1) * config.batch_size]
-        params, opt_state, record = step(params, opt_state, images[rows], labels[rows])
+        params, opt_state, record = step(
+            params, opt_state, images[rows], labels[rows], jnp.int32(k)
+        )
         records.append(record)
     host = jax.device_get(records)
     return [

@@ -32,6 +32,7 @@ from tqdm import tqdm
 import phs_optax
 from phs_optax_models import LeNet5
 from phs_optax_training import data as data_lib
+from phs_optax_training import engine
 from phs_optax_training.config import TrainConfig, extension_options, validate
 from phs_optax_training.model import create_model, resolve_conv_impl
 
@@ -48,17 +49,8 @@ MAX_QUEUED_EXECUTIONS = 64
 Metrics = dict[str, Any]
 
 
-class TrainState(train_state.TrainState):
-    """Flax's TrainState; the loss reaches ``tx.update`` as ``value``."""
-
-    def apply_gradients_with_loss(self, *, grads: Any, loss: jax.Array) -> TrainState:
-        extra = {"value": loss} if _needs_value(self.opt_state) else {}
-        updates, opt_state = self.tx.update(grads, self.opt_state, self.params, **extra)
-        return self.replace(
-            step=self.step + 1,
-            params=optax.apply_updates(self.params, updates),
-            opt_state=opt_state,
-        )
+# Flax's TrainState: step, params, opt_state (apply_fn and tx not saved).
+TrainState = train_state.TrainState
 
 
 def _needs_value(opt_state: Any) -> bool:
@@ -71,12 +63,9 @@ def _needs_value(opt_state: Any) -> bool:
 def create_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """The optimizer named by ``config.optimizer`` with the config's hyperparameters."""
     if config.optimizer == "sgd":
-        learning_rate = config.learning_rate
-        if config.brake_trigger == "step":
-            learning_rate = optax.piecewise_constant_schedule(
-                learning_rate, {config.brake_at_step: 1.0 / config.brake_factor}
-            )
-        return optax.sgd(learning_rate, momentum=config.sgd_momentum or None)
+        # A step trigger's learning-rate drop is applied by the engine
+        # (engine.train_on_batch), the same way in train.py and the sweep.
+        return optax.sgd(config.learning_rate, momentum=config.sgd_momentum or None)
     dynamics = dict(
         learning_rate=config.learning_rate,
         mass=config.mass,
@@ -96,62 +85,49 @@ def create_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     )
 
 
-def cross_entropy_sum(
-    logits: jax.Array, labels: jax.Array, mask: jax.Array
-) -> jax.Array:
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-    return jnp.sum(jnp.where(mask, losses, 0.0))
-
-
-def correct_count(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.Array:
-    return jnp.sum((jnp.argmax(logits, -1) == labels) & mask)
-
-
 def make_train_step(
     global_batch_size: int,
     steps_per_epoch: int,
     num_shards: int,
-    brake_at_step: int | None = None,
+    config: TrainConfig | None = None,
 ) -> Callable[..., tuple[TrainState, jax.Array]]:
-    """A pmapped step: gathers this device's slice of the batch, updates, counts.
+    """:func:`engine.train_on_batch` mapped over the devices with ``jax.pmap``;
+    each device gathers its slice of the global batch.
 
     The training set is split into ``num_shards`` shards (one per process by
     default); the devices of a shard hold only that shard and each global batch
     takes ``global_batch_size / num_shards`` examples from every shard.
-    ``brake_at_step``: apply ``phs_optax.brake`` before that update.
+    ``config`` gives the step trigger (none without it).
     """
-    per_device = global_batch_size // jax.device_count()
     per_shard = global_batch_size // num_shards
     devices_per_shard = jax.device_count() // num_shards
+    trigger_kind = None if config is None else engine.step_trigger_kind(config)
+    trigger = engine.step_trigger(config or TrainConfig())
 
     def train_step(state, totals, images, labels, permutation):
-        position = state.step % steps_per_epoch
         index_in_shard = jax.lax.axis_index(AXIS) % devices_per_shard
-        start = position * per_shard + index_in_shard * per_device
-        rows = jax.lax.dynamic_slice(permutation, (start,), (per_device,))
-        x, y = images[rows], labels[rows]
-        mask = jnp.ones(per_device, jnp.bool_)
-
-        def loss_fn(params):
-            logits = state.apply_fn({"params": params}, x)
-            return cross_entropy_sum(logits, y, mask) / per_device, logits
-
-        (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-        if brake_at_step is not None:
-            state = state.replace(
-                opt_state=jax.lax.cond(
-                    state.step == brake_at_step,
-                    phs_optax.brake,
-                    lambda opt_state: opt_state,
-                    state.opt_state,
-                )
-            )
-        grads = jax.lax.pmean(grads, AXIS)
-        loss = jax.lax.pmean(loss, AXIS)
-        state = state.apply_gradients_with_loss(grads=grads, loss=loss)
-        correct = jax.lax.psum(correct_count(logits, y, mask), AXIS)
+        rows = engine.batch_rows(
+            permutation, state.step, steps_per_epoch, per_shard,
+            part=index_in_shard, parts=devices_per_shard,
+        )  # fmt: skip
+        result = engine.train_on_batch(
+            state.apply_fn,
+            state.tx,
+            state.params,
+            state.opt_state,
+            images[rows],
+            labels[rows],
+            state.step,
+            trigger,
+            trigger_kind=trigger_kind,
+            axis_name=AXIS,
+        )
+        state = state.replace(
+            step=state.step + 1, params=result.params, opt_state=result.opt_state
+        )
+        correct = jax.lax.psum(result.correct, AXIS)
         totals = totals + jnp.stack(
-            [loss * global_batch_size, correct.astype(jnp.float32), global_batch_size]
+            [result.loss * global_batch_size, correct, global_batch_size]
         )
         return state, totals
 
@@ -239,20 +215,11 @@ def make_eval_step(apply_fn: Callable, global_batch_size: int, num_examples: int
     per_device = global_batch_size // jax.device_count()
 
     def eval_step(params, images, labels, batch_index):
-        start = batch_index * global_batch_size + jax.lax.axis_index(AXIS) * per_device
-        rows = start + jnp.arange(per_device)
-        mask = rows < num_examples
-        safe_rows = jnp.minimum(rows, num_examples - 1)
-        x, y = images[safe_rows], labels[safe_rows]
-        logits = apply_fn({"params": params}, x)
-        sums = jnp.stack(
-            [
-                cross_entropy_sum(logits, y, mask),
-                correct_count(logits, y, mask).astype(jnp.float32),
-                jnp.sum(mask).astype(jnp.float32),
-            ]
+        first = batch_index * global_batch_size + jax.lax.axis_index(AXIS) * per_device
+        x, y, mask = engine.padded_batch(
+            images, labels, first, per_device, num_examples
         )
-        return jax.lax.psum(sums, AXIS)
+        return jax.lax.psum(engine.eval_sums(apply_fn, params, x, y, mask), AXIS)
 
     return jax.pmap(eval_step, axis_name=AXIS)
 
@@ -310,23 +277,6 @@ def split_data(dataset: data_lib.Dataset, config: TrainConfig) -> dict[str, Spli
         dataset.test_images, dataset.test_labels, config.max_test_examples
     )
     return splits
-
-
-class ValidationBrake:
-    """Brakes when the validation loss has risen for ``patience`` evaluations in a row."""
-
-    def __init__(self, patience: int, last_loss: float = np.inf, rises: int = 0):
-        self.patience = patience
-        self.last_loss = last_loss
-        self.rises = rises
-
-    def should_brake(self, validation_loss: float) -> bool:
-        self.rises = self.rises + 1 if validation_loss > self.last_loss else 0
-        self.last_loss = validation_loss
-        return self.rises >= self.patience
-
-    def as_dict(self) -> dict[str, float]:
-        return {"last_loss": self.last_loss, "rises": self.rises}
 
 
 def _log(message: str) -> None:
@@ -467,14 +417,14 @@ def train_and_evaluate(
 
     checkpoints = Checkpoints(workdir / "checkpoints", config)
     brake_on_validation = config.brake_trigger in ("validation", "both")
-    validation_brake = ValidationBrake(config.validation_patience)
+    validation_brake = engine.ValidationBrake(config.validation_patience)
     start_epoch = checkpoints.latest_epoch() or 0
     metrics_path = workdir / "metrics.jsonl"
     if start_epoch:
         state, loop = checkpoints.restore(
             start_epoch, state, validation_brake.as_dict()
         )
-        validation_brake = ValidationBrake(
+        validation_brake = engine.ValidationBrake(
             config.validation_patience, float(loop["last_loss"]), int(loop["rises"])
         )
         _log(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}.")
@@ -490,12 +440,7 @@ def train_and_evaluate(
         put_per_device([train[k].labels for k in shards]),
     )
     state = replicate(state)
-    train_step = make_train_step(
-        config.batch_size,
-        steps_per_epoch,
-        num_shards,
-        config.brake_at_step if config.optimizer == "goal_phs" else None,
-    )
+    train_step = make_train_step(config.batch_size, steps_per_epoch, num_shards, config)
     evaluators = {
         name: make_eval_step(model.apply, config.eval_batch_size, len(s.labels))
         for name, s in splits.items()
@@ -594,7 +539,7 @@ def final_params(workdir: str | Path, config: TrainConfig, dataset: data_lib.Dat
     checkpoints = Checkpoints(Path(workdir) / "checkpoints", config)
     try:
         state, _ = checkpoints.restore(
-            checkpoints.latest_epoch(), template, ValidationBrake(1).as_dict()
+            checkpoints.latest_epoch(), template, engine.ValidationBrake(1).as_dict()
         )
     finally:
         checkpoints.close()
