@@ -277,3 +277,18 @@ def test_help_lists_the_flags_and_exits_0():
     result = run_train(["--help"])
     assert result.returncode == 0, result.stderr
     assert "--learning_rate" in result.stdout and "--release_after" in result.stdout
+
+
+def test_every_goal_phs_option_is_a_config_field_and_flag_with_its_declared_help():
+    import dataclasses
+
+    import phs_optax
+    from phs_optax_training import cli, trace
+
+    fields = {f.name: f for f in dataclasses.fields(cli.TrainConfig)}
+    trace_flags = {a.dest: a for a in trace._parser()._actions}
+    for option in phs_optax.OPTIONS:
+        assert fields[option.name].default == option.default
+        assert option.help in fields[option.name].metadata["help"]
+        assert cli.FLAGS[option.name].help == fields[option.name].metadata["help"]
+        assert trace_flags[option.name].help == option.help

@@ -110,3 +110,16 @@ def test_importing_phs_optax_imports_neither_flax_nor_tfds():
         [sys.executable, "-c", code], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_option_declarations_are_goal_phs_keyword_arguments_with_their_defaults():
+    import inspect
+
+    signature = inspect.signature(phs_optax.goal_phs).parameters
+    for option in phs_optax.OPTIONS:
+        assert option.name in signature, option.name
+        parameter = signature[option.name]
+        assert parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        assert parameter.default == option.default, option.name
+        assert option.help and option.help.endswith("."), option.name
+        assert bool(option.choices) == (option.kind is str), option.name

@@ -16,54 +16,12 @@ USAGE_ERROR = 2
 _DEFAULTS = TrainConfig()
 
 FLAGS = flags.FlagValues()
-_HELP = {
-    "dataset": "fashion_mnist or cifar10.",
-    "data_dir": "Folder with the dataset's files (IDX files, class folders, .tar.gz).",
-    "optimizer": "sgd, phs or goal_phs.",
-    "learning_rate": "Step length alpha.",
-    "mass": "Mass m (phs, goal_phs).",
-    "friction": "Exploration friction gamma (phs, goal_phs).",
-    "goal": "Brake when the loss <= (1 - goal) * initial loss (goal_phs).",
-    "brake_factor": "Friction multiplier at the brake (goal_phs).",
-    "integrator": "conformal, symplectic or euler (eq. 2 literally).",
-    "drag": "momentum (friction force -gamma p) or velocity (-gamma p / m, eq. 2).",
-    "sgd_momentum": "Momentum of sgd; 0 is plain SGD as in the paper.",
-    "ema_decay": "Brake on an exponential moving average of the loss with this decay.",
-    "accumulation_size": "Brake on the mean loss over windows of this many steps.",
-    "brake_trigger": "goal, validation (rising validation loss), both, or step "
-    "(at --brake_at_step; for sgd a learning-rate drop by --brake_factor).",
-    "validation_fraction": "Fraction of the training set held out for validation.",
-    "validation_patience": "Brake after the validation loss rose this many epochs.",
-    "brake_at_step": "With --brake_trigger=step: the update (0-based) that brakes.",
-    "deadline": "goal_phs: brake anyway after this many exploration updates.",
-    "on_deadline": "brake, or restore_best (jump back to the best params seen).",
-    "goal_patience": "goal_phs: lower the goal after this many updates without it.",
-    "goal_decay": "Factor of the goal at each --goal_patience (default 0.5).",
-    "release_after": "goal_phs: release the brake after this many braked updates.",
-    "release_energy": "goal_phs: release the brake when the kinetic energy is below this.",
-    "max_releases": "At most this many releases of the brake.",
-    "kick_energy": "Kinetic energy added to the momentum at each release.",
-    "kick_direction": "momentum or random: the direction of the kick.",
-    "kick_seed": "Seed of random kicks (default 0).",
-    "batch_size": "Global batch size (split across all devices).",
-    "eval_batch_size": "Global batch size of evaluation.",
-    "num_epochs": "Number of epochs.",
-    "seed": "Seed of initialisation and shuffling.",
-    "checkpoint_every_epochs": "Save a checkpoint every this many epochs (and at the end).",
-    "max_checkpoints": "Checkpoints kept.",
-    "max_train_examples": "Use only a fixed random N training examples (quick runs).",
-    "max_test_examples": "Use only a fixed random N test examples (quick runs).",
-    "data_shards": "Training-data shards (default: one per process); each device holds one.",
-    "conv_impl": "LeNet-5's conv + pool layers: stock (Flax's nn.Conv, nn.max_pool), "
-    "space_to_depth (written for XLA:CPU, same function), or auto (space_to_depth "
-    "on a CPU backend, else stock).",
-}
 
 
 def _define_config_flags() -> None:
     for field in dataclasses.fields(TrainConfig):
         default = getattr(_DEFAULTS, field.name)
-        help_text = _HELP[field.name]
+        help_text = field.metadata["help"]
         kind = field.type if isinstance(field.type, str) else field.type.__name__
         if kind.startswith("str"):
             flags.DEFINE_string(field.name, default, help_text, flag_values=FLAGS)

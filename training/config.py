@@ -17,18 +17,109 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message is one line for the user."""
 
 
+def _field(default, help: str):
+    """A configuration field with its one-line help (the flag's help text)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class _RunFields:
+    dataset: str = _field("fashion_mnist", "fashion_mnist or cifar10.")
+    data_dir: str | None = _field(
+        None, "Folder with the dataset's files (IDX files, class folders, .tar.gz)."
+    )
+    optimizer: str = _field("goal_phs", "sgd, phs or goal_phs.")
+    learning_rate: float = _field(0.1, "Step length alpha.")
+    mass: float = _field(10.0, "Mass m (phs, goal_phs).")
+    friction: float = _field(0.1, "Exploration friction gamma (phs, goal_phs).")
+    goal: float = _field(
+        0.85, "Brake when the loss <= (1 - goal) * initial loss (goal_phs)."
+    )
+    brake_factor: float = _field(50.0, "Friction multiplier at the brake (goal_phs).")
+    integrator: str = _field(
+        "conformal", "conformal, symplectic or euler (eq. 2 literally)."
+    )
+    drag: str = _field(
+        "momentum",
+        "momentum (friction force -gamma p) or velocity (-gamma p / m, eq. 2).",
+    )
+    sgd_momentum: float = _field(
+        0.0, "Momentum of sgd; 0 is plain SGD as in the paper."
+    )
+    brake_trigger: str = _field(
+        "goal",
+        "goal, validation (rising validation loss), both, or step "
+        "(at --brake_at_step; for sgd a learning-rate drop by --brake_factor).",
+    )
+    validation_fraction: float = _field(
+        0.0, "Fraction of the training set held out for validation."
+    )
+    validation_patience: int = _field(
+        2, "Brake after the validation loss rose this many epochs."
+    )
+    # With brake_trigger="step": brake at this update (0-based) whatever the
+    # loss; goal_phs multiplies its friction by brake_factor, sgd divides its
+    # learning rate by brake_factor (ablations of the goal trigger).
+    brake_at_step: int | None = _field(
+        None, "With --brake_trigger=step: the update (0-based) that brakes."
+    )
+    batch_size: int = _field(64, "Global batch size (split across all devices).")
+    eval_batch_size: int = _field(1000, "Global batch size of evaluation.")
+    num_epochs: int = _field(2, "Number of epochs.")
+    seed: int = _field(0, "Seed of initialisation and shuffling.")
+    checkpoint_every_epochs: int = _field(
+        1, "Save a checkpoint every this many epochs (and at the end)."
+    )
+    max_checkpoints: int = _field(2, "Checkpoints kept.")
+    max_train_examples: int | None = _field(
+        None, "Use only a fixed random N training examples (quick runs)."
+    )
+    max_test_examples: int | None = _field(
+        None, "Use only a fixed random N test examples (quick runs)."
+    )
+    data_shards: int | None = _field(
+        None,
+        "Training-data shards (default: one per process); each device holds one.",
+    )
+    # "auto": "space_to_depth", the layers written for XLA:CPU, when JAX's
+    # default backend is the CPU, and Flax's stock layers on an accelerator.
+    # The parameters and their initial values are the same either way.
+    conv_impl: str = _field(
+        "auto",
+        "LeNet-5's conv + pool layers: stock (Flax's nn.Conv, nn.max_pool), "
+        "space_to_depth (written for XLA:CPU), or auto (space_to_depth on a CPU "
+        "backend, stock otherwise).",
+    )
+
+
+def _option_field(option: phs_optax.Option) -> tuple[str, str, dataclasses.Field]:
+    kind = option.kind.__name__
+    annotation = kind if option.default is not None else f"{kind} | None"
+    return option.name, annotation, _field(option.default, f"goal_phs: {option.help}")
+
+
+# The goal_phs options (phs_optax.OPTIONS) are fields of their own, declared
+# there once; they act on goal_phs only (the PHS and SGD baselines of
+# --compare_baselines and of a sweep run without the options beyond the paper).
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig",
+    [_option_field(option) for option in phs_optax.OPTIONS],
+    bases=(_RunFields,),
+    frozen=True,
+)
+TrainConfig.__module__ = __name__
+TrainConfig.__doc__ = """Everything a training run depends on. Defaults: Table 2's first goal row.
+
+Each field's help is in its metadata (``dataclasses.fields(TrainConfig)``);
+the goal_phs options are those of ``phs_optax.OPTIONS``.
+"""
+
 EXTENSION_DEFAULTS = {
-    "deadline": None,
-    "on_deadline": "brake",
-    "goal_patience": None,
-    "goal_decay": None,
-    "release_after": None,
-    "release_energy": None,
-    "max_releases": None,
-    "kick_energy": None,
-    "kick_direction": "momentum",
-    "kick_seed": None,
+    option.name: option.default
+    for option in phs_optax.OPTIONS
+    if option.group == "beyond"
 }
+OPTION_NAMES = tuple(option.name for option in phs_optax.OPTIONS)
 
 
 def extension_options(config: TrainConfig) -> dict:
@@ -40,62 +131,17 @@ def extension_options(config: TrainConfig) -> dict:
     }
 
 
+def goal_phs_options(config: TrainConfig) -> dict:
+    """Every goal_phs option that ``config`` sets (smoothing and beyond the paper)."""
+    return {
+        option.name: getattr(config, option.name)
+        for option in phs_optax.OPTIONS
+        if getattr(config, option.name) != option.default
+    }
+
+
 def without_extensions(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, **EXTENSION_DEFAULTS)
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on. Defaults: Table 2's first goal row."""
-
-    dataset: str = "fashion_mnist"
-    data_dir: str | None = None
-    optimizer: str = "goal_phs"
-    learning_rate: float = 0.1
-    mass: float = 10.0
-    friction: float = 0.1
-    goal: float = 0.85
-    brake_factor: float = 50.0
-    integrator: str = "conformal"
-    drag: str = "momentum"
-    sgd_momentum: float = 0.0
-    ema_decay: float | None = None
-    accumulation_size: int | None = None
-    brake_trigger: str = "goal"
-    validation_fraction: float = 0.0
-    validation_patience: int = 2
-    # With brake_trigger="step": brake at this update (0-based) whatever the
-    # loss; goal_phs multiplies its friction by brake_factor, sgd divides its
-    # learning rate by brake_factor (ablations of the goal trigger).
-    brake_at_step: int | None = None
-    # Options of goal_phs beyond the paper (see phs_optax.goal_phs), off when
-    # None; they act on goal_phs only (the PHS and SGD baselines of
-    # --compare_baselines and of a sweep run without them).
-    deadline: int | None = None
-    on_deadline: str = "brake"
-    goal_patience: int | None = None
-    goal_decay: float | None = None
-    release_after: int | None = None
-    release_energy: float | None = None
-    max_releases: int | None = None
-    kick_energy: float | None = None
-    kick_direction: str = "momentum"
-    kick_seed: int | None = None
-    batch_size: int = 64
-    eval_batch_size: int = 1000
-    num_epochs: int = 2
-    seed: int = 0
-    checkpoint_every_epochs: int = 1
-    max_checkpoints: int = 2
-    max_train_examples: int | None = None
-    max_test_examples: int | None = None
-    data_shards: int | None = None
-    # How LeNet-5's convolution + max-pool layers are computed
-    # (phs_optax_models.LeNet5's conv_impl). "auto": "space_to_depth", the
-    # layers written for XLA:CPU, when JAX's default backend is the CPU, and
-    # Flax's stock layers ("stock") on an accelerator. The parameters and
-    # their initial values are the same either way.
-    conv_impl: str = "auto"
 
 
 def _require(condition: bool, message: str) -> None:
@@ -133,18 +179,6 @@ def validate(config: TrainConfig, num_devices: int) -> None:
     _require(
         0 <= config.sgd_momentum < 1,
         f"--sgd_momentum must be in [0, 1), got {config.sgd_momentum}",
-    )
-    _require(
-        config.ema_decay is None or 0 <= config.ema_decay < 1,
-        f"--ema_decay must be in [0, 1), got {config.ema_decay}",
-    )
-    _require(
-        config.accumulation_size is None or config.accumulation_size >= 1,
-        f"--accumulation_size must be >= 1, got {config.accumulation_size}",
-    )
-    _require(
-        config.ema_decay is None or config.accumulation_size is None,
-        "give at most one of --ema_decay and --accumulation_size",
     )
     _require(
         0 <= config.validation_fraction < 1,
@@ -198,14 +232,17 @@ def validate(config: TrainConfig, num_devices: int) -> None:
 
 
 def _validate_extensions(config: TrainConfig) -> None:
-    options = extension_options(config)
+    """The goal_phs options, checked by goal_phs itself (its message names the
+    option); options beyond the paper need --optimizer=goal_phs."""
+    extensions = extension_options(config)
+    _require(
+        not extensions or config.optimizer == "goal_phs",
+        f"--{next(iter(extensions), '')} needs --optimizer=goal_phs",
+    )
+    options = goal_phs_options(config)
     if not options:
         return
-    _require(
-        config.optimizer == "goal_phs",
-        f"--{next(iter(options))} needs --optimizer=goal_phs",
-    )
-    try:  # goal_phs checks its own options; its message names the bad one
+    try:
         phs_optax.goal_phs(
             config.learning_rate,
             config.mass,
@@ -215,7 +252,8 @@ def _validate_extensions(config: TrainConfig) -> None:
             **options,
         )
     except ValueError as error:
-        raise ConfigError(str(error).splitlines()[0]) from None
+        message = str(error).splitlines()[0].removeprefix("goal_phs: ")
+        raise ConfigError(f"--{message}") from None
 
 
 def run_name(config: TrainConfig) -> str:

@@ -30,20 +30,10 @@ from matplotlib.figure import Figure
 import phs_optax
 from phs_optax_training import data as data_lib
 from phs_optax_training import engine, presets, train_lib, xla_flags
-from phs_optax_training.config import TrainConfig, validate
+from phs_optax_training.config import OPTION_NAMES, TrainConfig, validate
 from phs_optax_training.model import create_model
 
 TRACE_FILE = "trace.jsonl"
-_OPTION_FLAGS = {
-    "release_after": int,
-    "release_energy": float,
-    "max_releases": int,
-    "kick_energy": float,
-    "kick_direction": str,
-    "deadline": int,
-    "goal_patience": int,
-    "goal_decay": float,
-}
 
 
 def make_traced_step(apply_fn, tx, mass: float):
@@ -190,8 +180,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--out", required=True, help="output folder")
-    for name, kind in _OPTION_FLAGS.items():
-        parser.add_argument(f"--{name}", type=kind, default=None)
+    for option in phs_optax.OPTIONS:  # every goal_phs option, off by default
+        parser.add_argument(
+            f"--{option.name}", type=option.kind, default=None, help=option.help
+        )
     return parser
 
 
@@ -206,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reading = args.goal_reading or presets.DEFAULT_GOAL_READING[preset.table]
     options = {
         name: getattr(args, name)
-        for name in _OPTION_FLAGS
+        for name in OPTION_NAMES
         if getattr(args, name) is not None
     }
     try:
