@@ -68,10 +68,19 @@ def first_finite(reference: jax.Array, loss: jax.Array) -> jax.Array:
 
 
 def goal_reached(
-    monitored: jax.Array, reference: jax.Array, goal: jax.Array
+    monitored: jax.Array,
+    reference: jax.Array,
+    goal: jax.Array,
+    floor: jax.Array | None = None,
 ) -> jax.Array:
-    """The goal rule: ``monitored <= (1 - goal) * reference``."""
-    return monitored <= (1.0 - goal) * reference
+    """The goal rule: ``monitored - floor <= (1 - goal) * (reference - floor)``
+    (``floor`` 0 if None), only for a reference above the floor: a loss that
+    starts at or below its floor has no fraction left to fall by."""
+    if floor is None:
+        return (reference > 0) & (monitored <= (1.0 - goal) * reference)
+    return (reference > floor) & (
+        monitored - floor <= (1.0 - goal) * (reference - floor)
+    )
 
 
 def adapted_goal(

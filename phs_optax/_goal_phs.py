@@ -55,6 +55,7 @@ def goal_phs(
     initial_loss: float | jax.Array | None = None,
     ema_decay: float | jax.Array | None = None,
     accumulation_size: int | jax.Array | None = None,
+    loss_floor: float | jax.Array | None = None,
     axis_name: str | None = None,
     momentum_dtype: Any | None = None,
     deadline: int | jax.Array | None = None,
@@ -80,7 +81,14 @@ def goal_phs(
     (exploitation). The update of the step whose loss reaches the goal already
     uses the raised friction. The paper's "breaking at 0.65 with factor 49" is
     ``goal=0.65, brake_factor=49``. The goal presumes a loss bounded below by 0,
-    such as cross-entropy.
+    such as cross-entropy; for a loss with another lower bound give it as
+    ``loss_floor``, and the goal is measured on ``loss - loss_floor``:
+
+        monitored_k - loss_floor <= (1 - goal) * (initial_loss - loss_floor).
+
+    A reference loss at or below the floor (0 by default) leaves no fraction to
+    fall by: the goal then never brakes (the deadline and :func:`brake` still
+    do), rather than braking at once on a rule that means nothing there.
     {dynamics}
     The monitored loss is the ``value`` passed to ``update`` (default, as in
     the paper), or, to brake on a trend rather than on one lucky minibatch,
@@ -171,6 +179,10 @@ def goal_phs(
       goal: the fraction in (0, 1) by which the loss must fall below the
         initial loss to trigger the brake.
       brake_factor: the factor >= 1 that multiplies the friction at the brake.
+        The friction in force is ``friction * brake_factor`` at every braked
+        update, so with ``optax.inject_hyperparams`` a ``brake_factor`` (or
+        ``friction``) changed after the brake sets the friction in force from
+        the next update on; the brake itself is not undone.
       integrator: ``"conformal"`` (default), ``"symplectic"`` or ``"euler"``.
       drag: ``"momentum"`` (default) or ``"velocity"``.
       initial_loss: the reference loss of the goal; by default the first finite
@@ -179,6 +191,8 @@ def goal_phs(
         with this decay in [0, 1).
       accumulation_size: if given, brake on the mean loss over windows of this
         many steps.
+      loss_floor: the lower bound of the loss (default 0); the goal is
+        measured on ``loss - loss_floor``.
       axis_name: if given, ``value`` is averaged over this mapped axis (e.g. of
         ``jax.pmap``) inside ``update``, so every replica brakes at the same step.
       momentum_dtype: dtype of the momentum; by default that of each param.
@@ -222,7 +236,15 @@ def goal_phs(
     check = _validation.check
     check("goal_phs", "goal", goal, lambda v: (v > 0) & (v < 1), "in (0, 1) or None")
     check("goal_phs", "brake_factor", brake_factor, lambda v: v >= 1, ">= 1")
-    check("goal_phs", "initial_loss", initial_loss, lambda v: v > 0, "> 0 (or None)")
+    floor = 0.0 if loss_floor is None else loss_floor
+    if _validation.is_concrete(floor):
+        check(
+            "goal_phs",
+            "initial_loss",
+            initial_loss,
+            lambda v: v > float(floor),
+            f"> loss_floor = {float(floor):g} (or None)",
+        )
     _validation.check_dtype("goal_phs", "momentum_dtype", momentum_dtype)
     if not isinstance(track_best_params, bool):
         raise ValueError(
@@ -234,6 +256,7 @@ def goal_phs(
         "goal": goal,
         "ema_decay": ema_decay,
         "accumulation_size": accumulation_size,
+        "loss_floor": loss_floor,
         "deadline": deadline,
         "on_deadline": on_deadline,
         "goal_patience": goal_patience,
@@ -373,7 +396,9 @@ def goal_phs(
             goal_in_force = jnp.where(was_braked, state.goal_in_force, goal_k)
             reached = (
                 signal.compare_now
-                & _braking.goal_reached(monitored, reference, goal_k)
+                & _braking.goal_reached(
+                    monitored, reference, goal_k, _optional(f32, loss_floor)
+                )
                 & ~release
             )
         deadline_brake = jnp.zeros([], jnp.bool_)

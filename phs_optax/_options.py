@@ -40,9 +40,9 @@ class Option:
       choices: for string options, the allowed values.
       needs: the condition on the other options under which a non-default
         value is meaningful, and ``needs_text`` says it in an error message.
-      group: ``"signal"`` for the smoothing of the monitored loss, ``"beyond"``
-        for the mechanisms beyond the paper (deadline, goal adaptation,
-        release, kick).
+      group: ``"signal"`` for the smoothing of the monitored loss, ``"goal"``
+        for how the goal is measured, ``"beyond"`` for the mechanisms beyond
+        the paper (deadline, goal adaptation, release, kick).
       in_updates: the option counts updates (a run may give it in epochs).
     """
 
@@ -106,6 +106,17 @@ OPTIONS: tuple[Option, ...] = (
         "a whole number >= 1",
         _whole_at_least_one,
         group="signal",
+    ),
+    Option(
+        "loss_floor",
+        float,
+        None,
+        "Lower bound of the loss; the goal is measured on loss - loss_floor (default 0).",
+        "a finite number (or None)",
+        np.isfinite,
+        needs=_has_goal,
+        needs_text=_NEEDS_GOAL,
+        group="goal",
     ),
     Option(
         "deadline",

@@ -20,6 +20,11 @@ def _concrete_values(value: Any) -> np.ndarray | None:
         return None
 
 
+def is_concrete(value: Any) -> bool:
+    """Whether ``value`` is a number known now (not traced, not a schedule)."""
+    return _concrete_values(value) is not None
+
+
 def check(
     owner: str,
     name: str,

@@ -983,3 +983,76 @@ def test_bad_option_raises_value_error_naming_it(name, options):
     hyper.update(options)
     with pytest.raises(ValueError, match=rf"goal_phs: {name}.*{name}="):
         phs_optax.goal_phs(**hyper)
+
+
+# --- the goal's lower bound ----------------------------------------------------
+
+
+def _first_braked_update(tx, losses):
+    params = jnp.zeros(2)
+    state = tx.init(params)
+    for k, loss in enumerate(losses):
+        _, state = tx.update(jnp.ones(2), state, params, value=jnp.float32(loss))
+        if bool(state.braked):
+            return k
+    return None
+
+
+@pytest.mark.parametrize("first_loss", [0.0, -1.0])
+def test_a_first_loss_at_or_below_the_floor_never_brakes_on_the_goal(first_loss):
+    tx = phs_optax.goal_phs(0.1, 1.0, 0.1, goal=0.5, brake_factor=10.0)
+    losses = [first_loss, first_loss - 1.0, -100.0, -1e6]
+    assert _first_braked_update(tx, losses) is None
+    # ... while the deadline and brake() still work.
+    with_deadline = phs_optax.goal_phs(
+        0.1, 1.0, 0.1, goal=0.5, brake_factor=10.0, deadline=2
+    )
+    assert _first_braked_update(with_deadline, losses) == 2
+
+
+def test_loss_floor_measures_the_goal_above_the_floor():
+    # Reference -1 above the floor -3: the goal 0.5 is reached at -2 (half of
+    # the 2 units above the floor gone), not at -0.5 as without a floor.
+    tx = phs_optax.goal_phs(0.1, 1.0, 0.1, goal=0.5, brake_factor=10.0, loss_floor=-3.0)
+    assert _first_braked_update(tx, [-1.0, -1.5, -1.9, -2.0, -2.5]) == 3
+    no_floor = phs_optax.goal_phs(0.1, 1.0, 0.1, goal=0.5, brake_factor=10.0)
+    assert _first_braked_update(no_floor, [1.0, 0.6, 0.5]) == 2
+
+
+def test_loss_floor_off_is_bit_for_bit_the_plain_goal():
+    plain = phs_optax.goal_phs(0.1, 1.0, 0.1, goal=0.5, brake_factor=10.0)
+    zero_floor = phs_optax.goal_phs(
+        0.1, 1.0, 0.1, goal=0.5, brake_factor=10.0, loss_floor=0.0
+    )
+    losses = [4.0, 3.0, 2.5, 2.0, 1.9, 1.0]
+    assert (
+        _first_braked_update(plain, losses)
+        == _first_braked_update(zero_floor, losses)
+        == 3
+    )
+
+
+def test_an_initial_loss_at_or_below_the_floor_is_rejected():
+    with pytest.raises(ValueError, match=r"initial_loss must be > loss_floor = -2"):
+        phs_optax.goal_phs(
+            0.1, 1.0, 0.1, goal=0.5, brake_factor=2.0, initial_loss=-2.0,
+            loss_floor=-2.0,
+        )  # fmt: skip
+
+
+def test_a_brake_factor_changed_after_the_brake_sets_the_friction_from_the_next_update():
+    tx = optax.inject_hyperparams(phs_optax.goal_phs)(
+        learning_rate=0.1, mass=1.0, friction=0.1, goal=0.5, brake_factor=10.0
+    )
+    params = jnp.zeros(2)
+    state = tx.init(params)
+    for loss in (4.0, 1.0):  # the second update reaches the goal
+        _, state = tx.update(jnp.ones(2), state, params, value=jnp.float32(loss))
+    inner = state.inner_state
+    assert bool(inner.braked)
+    np.testing.assert_allclose(inner.friction, 1.0)
+    state.hyperparams["brake_factor"] = jnp.asarray(30.0)
+    _, state = tx.update(jnp.ones(2), state, params, value=jnp.float32(0.5))
+    np.testing.assert_allclose(state.inner_state.friction, 3.0, rtol=1e-6)
+    assert bool(state.inner_state.braked)
+    assert int(state.inner_state.brake_step) == 1
