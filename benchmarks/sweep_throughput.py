@@ -6,7 +6,7 @@ vmapped program against one configuration, on Fashion-MNIST, batch 64.
 The configurations are the first N non-SGD rows of the Table 2 sweep over
 seeds 0, 1 and 2. ``--data_order=own`` keeps their seeds, so each trains on its
 own batches; ``shared`` gives them all seed 0, so they train on the same
-batches and the step shares them (``sweep.epoch_permutations``), as in a sweep
+batches and the step shares them (``vmap_sweep.epoch_permutations``), as in a sweep
 over one seed. One configuration is the same program either way.
 
 Prints the median over repeats of images/s summed over configurations.
@@ -25,11 +25,11 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from phs_optax_training import data as data_lib
-from phs_optax_training import sweep, xla_flags
+from phs_optax_training import train_lib, vmap_sweep, xla_flags
 from phs_optax_training.config import TrainConfig
+from phs_optax_training.experiments.table2 import table2_configs
 
 
 def step_runner(
@@ -39,9 +39,7 @@ def step_runner(
     over from call to call) and returns the seconds they took."""
     base = TrainConfig(batch_size=batch_size)
     rows = [
-        c
-        for c in sweep.named_sweep("table2-remaining", [0, 1, 2], base)
-        if c.optimizer != "sgd"
+        c for c in table2_configs("remaining", [0, 1, 2], base) if c.optimizer != "sgd"
     ]
     if num_configs > len(rows):
         raise SystemExit(
@@ -50,21 +48,22 @@ def step_runner(
     configs = rows[:num_configs]
     if data_order == "shared":
         configs = [dataclasses.replace(c, seed=0) for c in configs]
-    program = sweep._compile_group("phs", base, dataset)
-    hyperparams = {
-        key: np.array([sweep._hyperparams("phs", c)[key] for c in configs], np.float32)
-        for key in sweep._hyperparams("phs", base)
-    }
-    params, opt_state = sweep.init_stacked(
-        program.model, program.tx, configs, hyperparams, program.train.images[:1]
+    program = vmap_sweep._compile_group("phs", base, dataset)
+    train = train_lib.split_data(dataset, base)["train"]
+    images, labels = jnp.asarray(train.images), jnp.asarray(train.labels)
+    params, opt_state = vmap_sweep.init_stacked(
+        program.model,
+        program.tx,
+        configs,
+        vmap_sweep.stacked_hyperparams("phs", configs),
+        images[:1],
     )
-    num_train = len(program.train.labels)
     carry = [params, opt_state, jnp.zeros((num_configs, 2)), jnp.zeros([], jnp.int32)]
     args = (
-        sweep.brake_schedule(configs),
-        sweep.epoch_permutations(configs, 1, num_train),
-        program.train.images,
-        program.train.labels,
+        vmap_sweep.stacked_triggers(configs),
+        vmap_sweep.epoch_permutations(configs, 1, len(labels)),
+        images,
+        labels,
     )
 
     def run(steps: int) -> float:

@@ -3,11 +3,12 @@
     python scripts/holdout_cost.py results/beyond/validation-table1-batch64-60epochs \
         results/table1/batch64-60epochs
 
-Pairs every PHS (``phs-holdout_*``) and goal-oriented (``goal-holdout_*``) run
-of the first folder that held out a validation split with the run of the same
-optimizer, (alpha, friction, mass, goal) and seed in the second, trained on the
-full set, and prints per optimizer the mean and sample std of the final test
-accuracy difference in points.
+Pairs every PHS and goal-oriented run (goal trigger) of the first folder that
+held out a validation split (``validation_fraction > 0`` in its summary, e.g.
+the ``phs`` and ``goal`` kinds of the validation-* sweeps) with the run of the
+same optimizer, (alpha, friction, mass, goal) and seed in the second, trained
+on the full set, and prints per optimizer the mean and sample std of the final
+test accuracy difference in points.
 """
 
 from __future__ import annotations

@@ -6,14 +6,16 @@ import json
 import numpy as np
 import pytest
 
-from phs_optax_training import figures, presets, report, sweep
-from phs_optax_training.config import TrainConfig
+from phs_optax_training import figures, presets, report
+from phs_optax_training.config import TrainConfig, run_name
+from phs_optax_training.experiments.ablation import ablation_configs
+from phs_optax_training.experiments.figure1 import figure1_configs
 
 PAIR = presets.pairs("table2")[0]  # alpha 0.1, friction 0.1, mass 10
 
 
 def write_run(folder, config, final, best, brake_epoch=None, curve=(0.5, 0.6)):
-    run = folder / sweep.run_name(config)
+    run = folder / run_name(config)
     run.mkdir(parents=True)
     summary = {
         "config": dataclasses.asdict(config),
@@ -88,7 +90,7 @@ def test_figure3_and_figure1_are_written(folder, tmp_path_factory):
         figures.figure3({"table2": folder}, "remaining", out / "f3.png").stat().st_size
     )
     grid = tmp_path_factory.mktemp("grid")
-    for config in sweep.figure1_configs([0], TrainConfig())[:3]:
+    for config in figure1_configs([0], TrainConfig())[:3]:
         write_run(grid, config, 0.8, 0.85)
     assert figures.figure1(grid, out / "f1.png").stat().st_size
 
@@ -124,10 +126,10 @@ def test_ablation_table_lines_up_each_goal_run_with_its_ablations(tmp_path):
                 base, **presets.config_values(preset, "remaining")
             )
             write_run(reference, config, 0.85, 0.86, brake_epoch=0.5)
-            summary = reference / sweep.run_name(config) / "summary.json"
+            summary = reference / run_name(config) / "summary.json"
             data = json.loads(summary.read_text())
             summary.write_text(json.dumps({**data, "brake_step": 468}))
-    for config in sweep.ablation_configs([0], base, reference, "remaining"):
+    for config in ablation_configs([0], base, reference, "remaining"):
         accuracy = 0.70 if config.optimizer == "sgd" else 0.75
         write_run(ablation, config, accuracy, accuracy)
     lines = report.ablation_table(ablation, reference).splitlines()

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from phs_optax_training.config import TrainConfig
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
@@ -25,27 +23,6 @@ def write_summary(folder: Path, config: TrainConfig, final_accuracy: float) -> N
         "brake_epoch": None,
     }
     (run / "summary.json").write_text(json.dumps(summary))
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["table3"], "TABLE must be table1 or table2, got table3"),
-        (["table2", "validation goals"], "KINDS are validation, phs, both, goal"),
-    ],
-)
-def test_beyond_validation_script_rejects_a_bad_table_or_kind_with_exit_2(
-    tmp_path, args, message
-):
-    result = subprocess.run(
-        ["bash", str(SCRIPTS / "beyond_validation.sh"), str(tmp_path), "0", "1", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_holdout_cost_pairs_held_out_runs_with_full_data_runs_per_optimizer(tmp_path):

@@ -1,4 +1,5 @@
-"""The vmapped sweep: same result as training alone, resumable, Markdown table."""
+"""The vmapped sweep (vmap_sweep) and its command line (sweep): same result as
+training alone, resumable, Markdown table, worker processes."""
 
 import dataclasses
 import json
@@ -7,17 +8,11 @@ from pathlib import Path
 import flax
 import jax
 import numpy as np
-import optax
 import pytest
 
-import phs_optax
 from phs_optax_training import data as data_lib
-from phs_optax_training import presets, sweep, train_lib
-from phs_optax_training.config import (
-    TrainConfig,
-    extension_options,
-    without_extensions,
-)
+from phs_optax_training import sweep, train_lib, vmap_sweep
+from phs_optax_training.config import TrainConfig, extension_options, run_name
 
 BASE = TrainConfig(
     batch_size=32,
@@ -70,13 +65,15 @@ def dataset(small_fashion_mnist_dir):
 @pytest.fixture(scope="module")
 def swept(dataset, tmp_path_factory):
     sweep_dir = tmp_path_factory.mktemp("sweep")
-    summaries = sweep.run_sweep(CONFIGS, sweep_dir, dataset=dataset, log=lambda m: None)
+    summaries = vmap_sweep.run_sweep(
+        CONFIGS, sweep_dir, dataset=dataset, log=lambda m: None
+    )
     return sweep_dir, summaries
 
 
 def sweep_params(sweep_dir, config, dataset):
     template = train_lib.LeNet5().init(jax.random.PRNGKey(0), dataset.train_images[:1])
-    data = (sweep_dir / sweep.run_name(config) / "params.msgpack").read_bytes()
+    data = (sweep_dir / run_name(config) / "params.msgpack").read_bytes()
     return flax.serialization.from_bytes(template["params"], data)
 
 
@@ -101,7 +98,7 @@ def test_each_swept_configuration_ends_as_if_trained_alone(
         jax.tree.leaves(alone_state.params), jax.tree.leaves(swept_params), strict=True
     ):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-4, atol=atol)
-    summary = summaries[sweep.run_name(config)]
+    summary = summaries[run_name(config)]
     assert summary["brake_step"] == alone["brake_step"]
     if extension_options(config):
         assert alone["last_brake_step"] == summary["last_brake_step"] > 0
@@ -113,7 +110,7 @@ def test_each_swept_configuration_ends_as_if_trained_alone(
 
 def test_one_configuration_per_program_gives_the_same_result(swept, dataset, tmp_path):
     sweep_dir, summaries = swept
-    one_by_one = sweep.run_sweep(
+    one_by_one = vmap_sweep.run_sweep(
         CONFIGS, tmp_path, dataset=dataset, configs_per_program=1, log=lambda m: None
     )
     for config in CONFIGS:
@@ -123,24 +120,24 @@ def test_one_configuration_per_program_gives_the_same_result(swept, dataset, tmp
             np.testing.assert_allclose(
                 np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5
             )
-        name = sweep.run_name(config)
+        name = run_name(config)
         assert one_by_one[name]["brake_step"] == summaries[name]["brake_step"]
 
 
 def test_configurations_of_one_seed_get_one_shared_data_order():
     one_seed = [BASE, dataclasses.replace(BASE, optimizer="phs")]
-    shared = sweep.epoch_permutations(one_seed, epoch=2, num_train=512)
+    shared = vmap_sweep.epoch_permutations(one_seed, epoch=2, num_train=512)
     np.testing.assert_array_equal(shared, train_lib.epoch_permutation(0, 2, 512))
 
 
 def test_a_lone_configuration_keeps_its_own_row_of_data_order():
-    (order,) = sweep.epoch_permutations([BASE], epoch=2, num_train=512)
+    (order,) = vmap_sweep.epoch_permutations([BASE], epoch=2, num_train=512)
     np.testing.assert_array_equal(order, train_lib.epoch_permutation(0, 2, 512))
 
 
 def test_configurations_of_several_seeds_get_one_data_order_each():
     configs = [BASE, dataclasses.replace(BASE, seed=1), BASE]
-    orders = sweep.epoch_permutations(configs, epoch=2, num_train=512)
+    orders = vmap_sweep.epoch_permutations(configs, epoch=2, num_train=512)
     expected = [train_lib.epoch_permutation(c.seed, 2, 512) for c in configs]
     np.testing.assert_array_equal(orders, np.stack(expected))
 
@@ -148,7 +145,7 @@ def test_configurations_of_several_seeds_get_one_data_order_each():
 def test_sweep_writes_train_py_files_per_configuration(swept):
     sweep_dir, _ = swept
     for config in CONFIGS:
-        folder = sweep_dir / sweep.run_name(config)
+        folder = sweep_dir / run_name(config)
         rows = [
             json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()
         ]
@@ -163,24 +160,26 @@ def test_rerun_skips_finished_configurations(swept, dataset):
     sweep_dir, _ = swept
     extra = dataclasses.replace(BASE, optimizer="phs", seed=3)
     before = {
-        c: (sweep_dir / sweep.run_name(c) / "summary.json").stat().st_mtime_ns
+        c: (sweep_dir / run_name(c) / "summary.json").stat().st_mtime_ns
         for c in CONFIGS
     }
     messages = []
-    sweep.run_sweep([*CONFIGS, extra], sweep_dir, dataset=dataset, log=messages.append)
+    vmap_sweep.run_sweep(
+        [*CONFIGS, extra], sweep_dir, dataset=dataset, log=messages.append
+    )
     after = {
-        c: (sweep_dir / sweep.run_name(c) / "summary.json").stat().st_mtime_ns
+        c: (sweep_dir / run_name(c) / "summary.json").stat().st_mtime_ns
         for c in CONFIGS
     }
     assert before == after
-    assert (sweep_dir / sweep.run_name(extra) / "summary.json").exists()
+    assert (sweep_dir / run_name(extra) / "summary.json").exists()
     assert any("7 of 8 configurations done already" in m for m in messages)
     assert any("[phs] epoch 1/2: 1 configs" in m for m in messages)
 
 
 def test_configurations_differing_in_shared_settings_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="batch_size"):
-        sweep.run_sweep(
+        vmap_sweep.run_sweep(
             [BASE, dataclasses.replace(BASE, batch_size=64, seed=1)], tmp_path
         )
 
@@ -189,14 +188,14 @@ def test_markdown_table_lists_runs_and_mean_and_std_over_seeds():
     configs = [dataclasses.replace(BASE, seed=s) for s in (0, 1, 2)]
     accuracies = [0.80, 0.82, 0.84]
     summaries = {
-        sweep.run_name(c): {
+        run_name(c): {
             "final_test_accuracy": a,
             "best_test_accuracy": a + 0.01,
             "brake_epoch": 0.5,
         }
         for c, a in zip(configs, accuracies, strict=True)
     }
-    table = sweep.markdown_table(configs, summaries)
+    table = vmap_sweep.markdown_table(configs, summaries)
     lines = table.splitlines()
     assert "| goal_phs | 0.1 | 1 | 1 | 0.5 | 10 | 1 | 0.8200 | 0.8300 | 0.50 |" in lines
     assert (
@@ -205,19 +204,23 @@ def test_markdown_table_lists_runs_and_mean_and_std_over_seeds():
     )
 
 
-def test_named_sweeps_cover_every_table_row():
-    table2 = sweep.named_sweep("table2-remaining", [0, 1, 2], BASE)
-    assert len(table2) == 60
-    goal_rows = [c for c in table2 if c.optimizer == "goal_phs"]
-    assert {c.goal for c in goal_rows} >= {0.85}  # 0.15 read as remaining fraction
-    reduction = sweep.named_sweep("table2-reduction", [0], BASE)
-    assert {c.goal for c in reduction if c.optimizer == "goal_phs"} >= {0.15}
-    assert {c.dataset for c in sweep.named_sweep("table1", [0], BASE)} == {"cifar10"}
-    assert len(sweep.named_sweep("figure1", [0], BASE)) == 16
-    protocol = sweep.named_sweep("protocol", [0, 1], BASE)
-    # lr 0.1 and 0.001: 2 SGD, 4 PHS, 4 goal rows x 2 readings; 2 seeds
-    assert len(protocol) == 2 * (2 + 4 + 8)
-    assert {c.learning_rate for c in protocol} == {0.1, 0.001}
+def test_markdown_table_names_a_validation_trigger_and_omits_its_unused_goal():
+    configs = [
+        dataclasses.replace(BASE, brake_trigger=trigger, validation_fraction=0.1)
+        for trigger in ("goal", "validation", "both")
+    ]
+    summary = {"final_test_accuracy": 0.8, "best_test_accuracy": 0.8}
+    summaries = {run_name(c): {**summary, "brake_epoch": None} for c in configs}
+    lines = vmap_sweep.markdown_table(configs, summaries).splitlines()
+    assert "| goal_phs | 0.1 | 1 | 1 | 0.5 | 10 | 0 | 0.8000 | 0.8000 | - |" in lines
+    assert (
+        "| goal_phs, brake on validation | 0.1 | 1 | 1 | / | 10 | 0 | 0.8000 "
+        "| 0.8000 | - |" in lines
+    )
+    assert (
+        "| goal_phs, brake on goal or validation | 0.1 | 1 | 1 | 0.5 | 10 | 0 "
+        "| 0.8000 | 0.8000 | - |" in lines
+    )
 
 
 def quick_protocol_args(data_dir, workdir, *extra):
@@ -247,9 +250,33 @@ def test_command_line_runs_a_named_sweep_one_configuration_at_a_time_on_a_cpu(
     assert {s["sweep_configs_per_program"] for s in summaries} == {1}
 
 
+def test_command_line_runs_a_validation_sweep_on_its_held_out_split(
+    small_fashion_mnist_dir, tmp_path
+):
+    argv = [
+        "--sweep=validation-table2",
+        "--seeds=0",
+        "--num_epochs=1",
+        "--processes=1",
+        f"--data_dir={small_fashion_mnist_dir}",
+        f"--workdir={tmp_path}",
+    ]
+    assert sweep.main(argv) == 0
+    runs = sorted(tmp_path.glob("*/summary.json"))
+    assert len(runs) == 16  # validation and PHS for the 8 goal rows
+    summaries = [json.loads(p.read_text()) for p in runs]
+    assert {s["config"]["validation_fraction"] for s in summaries} == {0.1}
+    assert {s["sweep_group"] for s in summaries} == {"phs", "phs-validation"}
+    for path in runs:
+        (row,) = map(
+            json.loads, (path.parent / "metrics.jsonl").read_text().splitlines()
+        )
+        assert row["validation_loss"] > 0
+
+
 def test_fewer_than_one_configuration_per_program_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="configs_per_program=0 must be at least 1"):
-        sweep.run_sweep(CONFIGS, tmp_path, configs_per_program=0)
+        vmap_sweep.run_sweep(CONFIGS, tmp_path, configs_per_program=0)
 
 
 def test_command_line_error_is_one_line_and_exit_code_2(tmp_path, capsys):
@@ -263,7 +290,7 @@ def test_command_line_error_is_one_line_and_exit_code_2(tmp_path, capsys):
 
 def test_workers_split_the_configurations_between_them(swept, dataset, tmp_path):
     for worker in (0, 1):
-        sweep.run_sweep(
+        vmap_sweep.run_sweep(
             CONFIGS,
             tmp_path,
             dataset=dataset,
@@ -273,12 +300,10 @@ def test_workers_split_the_configurations_between_them(swept, dataset, tmp_path)
         )
     _, alone = swept
     for config in CONFIGS:
-        shared = json.loads(
-            (tmp_path / sweep.run_name(config) / "summary.json").read_text()
-        )
+        shared = json.loads((tmp_path / run_name(config) / "summary.json").read_text())
         assert (
             shared["final_test_accuracy"]
-            == alone[sweep.run_name(config)]["final_test_accuracy"]
+            == alone[run_name(config)]["final_test_accuracy"]
         )
 
 
@@ -314,7 +339,7 @@ class _RecordedLaunch:
     """Stands in for the sweep's work: records the worker launches and runs."""
 
     def __init__(self, monkeypatch):
-        self.workers, self.runs = [], []
+        self.workers, self.runs, self.configs = [], [], []
         monkeypatch.setattr(
             sweep, "_run_workers", lambda argv, n: self.workers.append((argv, n))
         )
@@ -322,6 +347,7 @@ class _RecordedLaunch:
 
     def run_sweep(self, configs, workdir, **options):
         self.runs.append(options)
+        self.configs.append(configs)
         (Path(workdir) / "results.md").write_text("table\n")
         return {}
 
@@ -346,101 +372,43 @@ def test_command_line_worker_does_not_start_workers_of_its_own(monkeypatch, tmp_
     assert launch.runs[0]["worker"] == 1 and launch.runs[0]["num_workers"] == 2
 
 
-def test_heavy_ball_equivalent_runs_the_phs_iteration_and_its_braked_drop():
-    config = dataclasses.replace(
-        BASE, learning_rate=0.1, mass=10.0, friction=0.1, brake_factor=50.0
-    )
-    lr, momentum, drop = sweep.heavy_ball_equivalent(config)
-    phs = phs_optax.phs(learning_rate=0.1, mass=10.0, friction=0.1)
-    sgd = optax.sgd(lr, momentum=momentum)
-    grad = jax.grad(lambda x: 0.5 * jax.numpy.sum(x * x * np.arange(1.0, 4.0)))
-    x_phs = x_sgd = jax.numpy.ones(3)
-    phs_state, sgd_state = phs.init(x_phs), sgd.init(x_sgd)
-    for _ in range(50):
-        u, phs_state = phs.update(grad(x_phs), phs_state, x_phs)
-        x_phs = x_phs + u
-        u, sgd_state = sgd.update(grad(x_sgd), sgd_state, x_sgd)
-        x_sgd = x_sgd + u
-    np.testing.assert_allclose(x_phs, x_sgd, rtol=1e-5)
-    # effective step lr / (1 - beta) before and after friction x 50
-    braked = np.exp(-0.1 * 0.1 * 50)
-    assert drop == pytest.approx((lr / (1 - momentum)) / (lr / (1 - braked)))
-    assert 39 < drop < 40  # about F = 50 only when alpha * gamma * F is small
-
-
-def test_ablation_takes_the_brake_step_of_each_goal_run(tmp_path):
-    base = dataclasses.replace(BASE, num_epochs=20, batch_size=64)
-    goal_runs = [
-        c
-        for c in sweep.table_configs("table2", "remaining", [0], base)
-        if c.optimizer == "goal_phs" and c.learning_rate in (0.1, 0.001)
-    ]
-    for i, run in enumerate(goal_runs):
-        folder = tmp_path / sweep.run_name(run)
-        folder.mkdir()
-        brake_step = None if i == 0 else 100 + i
-        (folder / "summary.json").write_text(json.dumps({"brake_step": brake_step}))
-    configs = sweep.named_sweep("ablation", [0], base, reference=tmp_path)
-    sgd = [c for c in configs if c.optimizer == "sgd"]
-    assert [c.brake_at_step for c in sgd] == [101, 102, 103]  # run 0 never braked
-    assert all(c.brake_trigger == "step" for c in configs)
-    fixed = sorted({c.brake_at_step for c in configs if c.optimizer == "goal_phs"})
-    assert fixed == [937, 9370]  # epochs 1 and 10 at 937 steps per epoch
-    with pytest.raises(ValueError, match="missing"):
-        sweep.named_sweep("ablation", [1], base, reference=tmp_path)
-
-
-def test_beyond_sweeps_pair_each_goal_row_with_its_option_variants():
-    base = TrainConfig(num_epochs=20, batch_size=64)
-    configs = sweep.named_sweep("beyond-table2", [0, 1], base)
-    goal_rows = [c for c in configs if not extension_options(c)]
-    assert len(goal_rows) == 2 * len(presets.pairs("table2"))
-    assert len(configs) == len(goal_rows) * (1 + len(sweep.BEYOND_VARIANTS["table2"]))
-    assert len({sweep.run_name(c) for c in configs}) == len(configs)
-    remaining_goals = {
-        presets.goal_for(pair.goal, "remaining") for pair in presets.pairs("table2")
-    }
-    for config in configs:
-        options = extension_options(config)
-        assert config.goal in remaining_goals
-        assert without_extensions(config) in goal_rows
-        if "release_after" in options:  # one epoch, in updates
-            assert options["release_after"] == 60_000 // 64
-        if "release_energy" in options:
-            assert options == {"release_energy": sweep.BEYOND_RELEASE_ENERGY}
-    assert sum("release_energy" in extension_options(c) for c in configs) == len(
-        goal_rows
-    )
-
-
-def test_beyond_sweep_runs_only_the_variants_asked_for():
-    base = TrainConfig(num_epochs=20, batch_size=64)
-    configs = sweep.named_sweep("beyond-table1", [0], base, variants=["deadline"])
-    options = [extension_options(c) for c in configs]
-    assert sum(not o for o in options) == len(presets.pairs("table1"))
-    assert all("deadline" in o for o in options if o)
-    assert len(configs) == 2 * len(presets.pairs("table1"))
-
-
-def test_beyond_sweep_rejects_an_unknown_variant_by_name():
-    base = TrainConfig(num_epochs=20, batch_size=64)
-    with pytest.raises(ValueError, match="unknown variant.*nope.*deadline, adapt"):
-        sweep.named_sweep("beyond-table1", [0], base, variants=["nope"])
-    with pytest.raises(ValueError, match="beyond"):
-        sweep.named_sweep("table1", [0], base, variants=["deadline"])
-
-
-@pytest.mark.parametrize("num_epochs", [20, 60])
-def test_beyond_table1_counts_patience_in_cifar_epochs_and_the_deadline_at_half_the_run(
-    num_epochs,
+def test_command_line_validation_sweep_holds_out_a_tenth_unless_told_otherwise(
+    monkeypatch, tmp_path
 ):
-    base = TrainConfig(num_epochs=num_epochs, batch_size=64)
-    configs = sweep.named_sweep("beyond-table1", [0], base)
-    options = [extension_options(c) for c in configs]
-    deadline = num_epochs // 2 * 781
-    assert {"deadline": deadline, "on_deadline": "restore_best"} in options
-    assert {"goal_patience": 781, "goal_decay": 0.9} in options
-    assert all(c.dataset == "cifar10" and c.optimizer == "goal_phs" for c in configs)
+    launch = _RecordedLaunch(monkeypatch)
+    argv = ["--sweep=validation-table2", "--seeds=0", f"--workdir={tmp_path}"]
+    assert sweep.main([*argv, "--processes=1"]) == 0
+    (configs,) = launch.configs
+    assert {c.brake_trigger for c in configs} == {"validation", "goal"}
+    assert {(c.validation_fraction, c.validation_patience) for c in configs} == {
+        (0.1, 2)
+    }
+    given = ["--validation_fraction=0.2", "--validation_patience=3", "--variants=both"]
+    assert sweep.main([*argv, "--processes=1", *given]) == 0
+    configs = launch.configs[1]
+    assert {c.brake_trigger for c in configs} == {"both"}
+    assert {(c.validation_fraction, c.validation_patience) for c in configs} == {
+        (0.2, 3)
+    }
+
+
+def test_command_line_gives_any_sweep_a_validation_split(monkeypatch, tmp_path):
+    launch = _RecordedLaunch(monkeypatch)
+    argv = ["--sweep=protocol", "--seeds=0", f"--workdir={tmp_path}", "--processes=1"]
+    assert sweep.main(argv) == 0
+    assert sweep.main([*argv, "--validation_fraction=0.25"]) == 0
+    without, held_out = launch.configs
+    assert {c.validation_fraction for c in without} == {0.0}
+    assert held_out == [
+        dataclasses.replace(c, validation_fraction=0.25) for c in without
+    ]
+
+
+def test_command_line_rejects_an_unknown_validation_kind_in_one_line(tmp_path, capsys):
+    argv = ["--sweep=validation-table1", "--variants=validation,goals"]
+    assert sweep.main([*argv, f"--workdir={tmp_path}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown kind(s) goals of validation-table1" in err[0]
 
 
 VALIDATION_BASE = dataclasses.replace(
@@ -460,21 +428,21 @@ VALIDATION_CONFIGS = [
 
 
 def test_the_sweep_runs_the_validation_trigger_as_train_py_does(dataset, tmp_path):
-    summaries = sweep.run_sweep(
+    summaries = vmap_sweep.run_sweep(
         VALIDATION_CONFIGS, tmp_path / "sweep", dataset=dataset, log=lambda m: None
     )
     braked = 0
     for config in VALIDATION_CONFIGS:
-        workdir = tmp_path / sweep.run_name(config)
+        workdir = tmp_path / run_name(config)
         alone = train_lib.train_and_evaluate(
             config, workdir, dataset=dataset, progress=False
         )
-        summary = summaries[sweep.run_name(config)]
-        assert summary["brake_step"] == alone["brake_step"], sweep.run_name(config)
+        summary = summaries[run_name(config)]
+        assert summary["brake_step"] == alone["brake_step"], run_name(config)
         braked += summary["brake_step"] is not None
         swept_rows = [
             json.loads(line)
-            for line in (tmp_path / "sweep" / sweep.run_name(config) / "metrics.jsonl")
+            for line in (tmp_path / "sweep" / run_name(config) / "metrics.jsonl")
             .read_text()
             .splitlines()
         ]
@@ -488,3 +456,25 @@ def test_the_sweep_runs_the_validation_trigger_as_train_py_does(dataset, tmp_pat
             rtol=1e-4,
         )
     assert braked >= 2  # the trigger fired in the sweep, not only its absence
+
+
+def test_a_shared_goal_option_reaches_every_swept_goal_run(dataset, tmp_path):
+    # A floor below 0 asks the loss to fall further for the same goal: the
+    # brake comes later than without it, in both engines.
+    configs = [
+        dataclasses.replace(BASE, num_epochs=3, goal=0.3, loss_floor=floor)
+        for floor in (None, -1.0)
+    ]
+    brake_steps = []
+    for config in configs:
+        summary = vmap_sweep.run_sweep(
+            [config], tmp_path / str(config.loss_floor), dataset=dataset,
+            log=lambda m: None,
+        )[run_name(config)]  # fmt: skip
+        alone = train_lib.train_and_evaluate(
+            config, tmp_path / f"alone{config.loss_floor}", dataset=dataset,
+            progress=False,
+        )  # fmt: skip
+        assert summary["brake_step"] == alone["brake_step"] is not None
+        brake_steps.append(summary["brake_step"])
+    assert brake_steps[0] < brake_steps[1]

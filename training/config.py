@@ -273,6 +273,8 @@ def run_name(config: TrainConfig) -> str:
         name += f"_g{config.goal:g}_b{config.brake_factor:g}"
         if config.brake_trigger == "both":
             name += f"_val{config.validation_patience}"
+    if config.optimizer == "goal_phs" and config.loss_floor is not None:
+        name += f"_floor{config.loss_floor:g}"
     for option, value in extension_options(config).items():
         name += f"_{option}{value:g}" if not isinstance(value, str) else f"_{value}"
     return f"{name}_s{config.seed}"

@@ -1,6 +1,6 @@
 """Sweep folders read back as the paper's tables, with paired comparisons.
 
-A sweep folder holds one ``summary.json`` per run (see :mod:`sweep`). This
+A sweep folder holds one ``summary.json`` per run (see :mod:`vmap_sweep`). This
 module matches each run to its row of the paper's Table 1 or 2 (and, for goal
 rows, to the reading of the goal column it used) and writes Markdown:
 
@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from phs_optax_training import presets
-from phs_optax_training.config import EXTENSION_DEFAULTS
+from phs_optax_training.config import EXTENSION_DEFAULTS, TrainConfig, run_name
+from phs_optax_training.experiments import ablation
 
 # (preset name, goal reading or "") -> seed -> summary.json contents
 Runs = dict[tuple[str, str], dict[int, dict]]
@@ -247,11 +248,9 @@ def ablation_table(
     """Per pair and seed: PHS, goal-oriented (from ``reference``), SGD with the
     equivalent heavy-ball momentum and the same effective-step drop at the goal
     run's brake step, and goal_phs braked at fixed epochs (from ``folder``)."""
-    from phs_optax_training import sweep  # jax-heavy; only this command needs it
-    from phs_optax_training.config import TrainConfig
 
     def summary_of(directory: Path, config: TrainConfig) -> dict | None:
-        path = directory / sweep.run_name(config) / "summary.json"
+        path = directory / run_name(config) / "summary.json"
         return json.loads(path.read_text()) if path.exists() else None
 
     def cell(summary: dict | None) -> str:
@@ -269,7 +268,7 @@ def ablation_table(
     shared = summaries[0]["config"]
     base = TrainConfig(num_epochs=shared["num_epochs"], batch_size=shared["batch_size"])
     seeds = sorted({s["config"]["seed"] for s in summaries})
-    fixed = [e for e in sweep.ABLATION_FIXED_BRAKE_EPOCHS if e < base.num_epochs]
+    fixed = [e for e in ablation.ABLATION_FIXED_BRAKE_EPOCHS if e < base.num_epochs]
     lines = [
         "Cells: final / best test accuracy (%).\n",
         "| pair (alpha, friction, mass) | seed | PHS | goal-oriented (brake epoch) "
@@ -278,9 +277,9 @@ def ablation_table(
         + " |",
         "|---|---|---|---|---|" + "---|" * len(fixed),
     ]
-    ablations = sweep.ablation_configs(seeds, base, reference, reading)
+    ablations = ablation.ablation_configs(seeds, base, reference, reading)
     for pair in presets.pairs("table2"):
-        if pair.goal.learning_rate not in sweep.ABLATION_LEARNING_RATES:
+        if pair.goal.learning_rate not in ablation.ABLATION_LEARNING_RATES:
             continue
         for seed in seeds:
             goal = dataclasses.replace(
@@ -289,7 +288,7 @@ def ablation_table(
             phs = dataclasses.replace(
                 base, **presets.config_values(pair.phs, reading), seed=seed
             )
-            lr, momentum, _ = sweep.heavy_ball_equivalent(goal)
+            lr, momentum, _ = ablation.heavy_ball_equivalent(goal)
             mine = [c for c in ablations if c.seed == seed]
             drop = next(
                 (

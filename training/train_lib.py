@@ -33,7 +33,12 @@ import phs_optax
 from phs_optax_models import LeNet5
 from phs_optax_training import data as data_lib
 from phs_optax_training import engine
-from phs_optax_training.config import TrainConfig, extension_options, validate
+from phs_optax_training.config import (
+    TrainConfig,
+    extension_options,
+    goal_phs_options,
+    validate,
+)
 from phs_optax_training.model import create_model, resolve_conv_impl
 
 AXIS = "batch"
@@ -79,9 +84,7 @@ def create_optimizer(config: TrainConfig) -> optax.GradientTransformation:
         **dynamics,
         goal=None if config.brake_trigger in ("validation", "step") else config.goal,
         brake_factor=config.brake_factor,
-        ema_decay=config.ema_decay,
-        accumulation_size=config.accumulation_size,
-        **extension_options(config),
+        **goal_phs_options(config),
     )
 
 
