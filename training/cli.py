@@ -134,9 +134,9 @@ def _start_distributed() -> None:
     )
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, exit_code: int = USAGE_ERROR) -> None:
     print(f"train.py: error: {message}", file=sys.stderr)
-    sys.exit(USAGE_ERROR)
+    sys.exit(exit_code)
 
 
 def run(argv: list[str]) -> None:
@@ -157,7 +157,7 @@ def run(argv: list[str]) -> None:
         _fail(str(error).splitlines()[0])
         return
 
-    from phs_optax_training import compilation_cache, train_lib
+    from phs_optax_training import compilation_cache, errors, train_lib
     from phs_optax_training.config import ConfigError
     from phs_optax_training.data import DataUnavailableError
 
@@ -182,6 +182,9 @@ def run(argv: list[str]) -> None:
                 plotting.plot_run(run_workdir)
     except (ConfigError, DataUnavailableError) as error:
         _fail(str(error).splitlines()[0])
+        return
+    except errors.TrainingError as error:
+        _fail(str(error).splitlines()[0], error.exit_code)
         return
     if jax.process_index() == 0:
         _print_summaries(summaries, runs, FLAGS.plots and FLAGS.compare_baselines)
