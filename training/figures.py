@@ -1,6 +1,11 @@
 """The paper's Figure 3 (accuracy over epochs, PHS vs goal-oriented) and Figure 1
 (PHS accuracy over a mass x friction grid at alpha = 0.1), from sweep folders.
 
+What is plotted is data first: :func:`figure3_panels` -> one
+:class:`plotting.Panel` per pair (curves, brake marks, divergence notes),
+:func:`figure1_grid` -> :class:`HeatMap`; :func:`figure3` and :func:`figure1`
+draw them and write the PNG.
+
     python -m phs_optax_training.figures figure3 --table2=results/table2/runs \
         --reading=remaining --out=results/figure3.png
     python -m phs_optax_training.figures figure1 results/figure1/runs \
@@ -10,18 +15,17 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from phs_optax_training import presets  # noqa: E402
+from phs_optax_training import plotting, presets
 
 # (table, alpha, friction, mass) of the paper's Figure 3 panels a-d.
 FIGURE3_PANELS = (
@@ -31,11 +35,6 @@ FIGURE3_PANELS = (
     ("table1", 0.01, 0.1, 25.0),
 )
 PHS_COLOR, GOAL_COLOR = "tab:orange", "tab:blue"  # as in the paper
-
-
-def _test_accuracy(folder: Path, run_dir_name: str) -> np.ndarray:
-    lines = (folder / run_dir_name / "metrics.jsonl").read_text().splitlines()
-    return np.array([json.loads(line)["test_accuracy"] * 100 for line in lines])
 
 
 def _run_dirs(folder: Path) -> dict[tuple, str]:
@@ -57,30 +56,49 @@ def _run_dirs(folder: Path) -> dict[tuple, str]:
     return found
 
 
-def _plot_runs(axes, folder: Path, names: list[str], color: str, label: str) -> None:
-    curves = [_test_accuracy(folder, name) for name in names]
+def _runs_lines(
+    folder: Path, names: list[str], color: str, label: str
+) -> tuple[list[plotting.Line], list[tuple[list[dict], dict, str]]]:
+    """Test accuracy (%) of each run, faint, and their mean over the epochs
+    all runs reached; also (records, summary, name) of each run."""
+    runs = [
+        (plotting.read_metrics(folder / n), plotting.read_summary(folder / n), n)
+        for n in names
+    ]
+    curves = [
+        plotting.series(records, "test_accuracy", 100.0) for records, _, _ in runs
+    ]
+    lines = [
+        plotting.Line(
+            plotting.epochs(records), curve, color=color, linewidth=0.8, alpha=0.3
+        )
+        for (records, _, _), curve in zip(runs, curves, strict=True)
+    ]
     length = min(len(c) for c in curves)
-    epochs = np.arange(1, length + 1)
-    for curve in curves:
-        axes.plot(epochs, curve[:length], color=color, alpha=0.3, linewidth=0.8)
-    axes.plot(
-        epochs,
-        np.mean([c[:length] for c in curves], axis=0),
-        color=color,
-        linewidth=2,
-        label=f"{label} (mean of {len(curves)})",
+    longest = max((records for records, _, _ in runs), key=len)
+    mean = np.mean([c[:length] for c in curves], axis=0)
+    lines.append(
+        plotting.Line(
+            plotting.epochs(longest)[:length],
+            tuple(float(v) for v in mean),
+            f"{label} (mean of {len(curves)})",
+            color,
+            linewidth=2.0,
+        )
     )
+    return lines, runs
 
 
-def figure3(
+def figure3_panels(
     folders: dict[str, Path],
     reading: str,
-    out: Path,
-    title_suffix: str = "",
     pairs: Sequence[tuple[str, float, float, float]] = FIGURE3_PANELS,
-) -> Path:
+    title_suffix: str = "",
+) -> list[plotting.Panel]:
     """One panel per pair (table, alpha, friction, mass) found in ``folders``
-    (table -> folder); by default the paper's Figure 3 configurations."""
+    (table -> folder): test accuracy of each PHS and goal-oriented run and
+    their means, each goal-oriented run's brake a mark at brake_step /
+    steps_per_epoch, a note per run that diverged."""
     panels = []
     for table, lr, friction, mass in pairs:
         if table not in folders:
@@ -99,64 +117,85 @@ def figure3(
                 f"{table} has no pair alpha={lr:g}, friction={friction:g}, "
                 f"mass={mass:g}; see its presets"
             )
-        runs = _run_dirs(folders[table])
+        folder = folders[table]
+        runs = _run_dirs(folder)
         goal = presets.goal_for(pair.goal, reading)
-        phs_names = [
+        phs_names = sorted(
             v for k, v in runs.items() if k[:5] == ("phs", lr, friction, mass, None)
-        ]
-        goal_names = [
+        )
+        goal_names = sorted(
             v
             for k, v in runs.items()
             if k[:5] == ("goal_phs", lr, friction, mass, goal)
-        ]
-        if phs_names and goal_names:
-            panels.append(
-                (table, pair, folders[table], sorted(phs_names), sorted(goal_names))
-            )
-    if not panels:
-        raise ValueError("no Figure 3 configuration found in the given sweep folders")
-    figure, axes_list = plt.subplots(
-        1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False
-    )
-    for axes, (table, pair, folder, phs_names, goal_names) in zip(
-        axes_list[0], panels, strict=True
-    ):
-        _plot_runs(axes, folder, phs_names, PHS_COLOR, "PHS")
-        _plot_runs(
-            axes,
+        )
+        if not (phs_names and goal_names):
+            continue
+        phs_lines, phs_runs = _runs_lines(folder, phs_names, PHS_COLOR, "PHS")
+        goal_lines, goal_runs = _runs_lines(
             folder,
             goal_names,
             GOAL_COLOR,
-            f"goal-oriented ({reading} {pair.goal.paper_goal:g}, x{pair.goal.brake_factor:g})",
+            f"goal-oriented ({reading} {pair.goal.paper_goal:g}, "
+            f"x{pair.goal.brake_factor:g})",
         )
-        for name in goal_names:
-            summary = json.loads((folder / name / "summary.json").read_text())
-            if summary["brake_epoch"] is not None:
-                axes.axvline(
-                    summary["brake_epoch"],
-                    color=GOAL_COLOR,
-                    linestyle=":",
-                    linewidth=0.8,
-                )
+        marks = [
+            plotting.Mark(x, "brake of a goal-oriented run", GOAL_COLOR, ":", 0.8)
+            for records, summary, _ in goal_runs
+            if (x := plotting.brake_epoch(summary, records)) is not None
+        ]
+        notes = []
+        for kind, kind_runs in (("PHS", phs_runs), ("goal", goal_runs)):
+            for records, summary, name in kind_runs:
+                diverged = plotting.divergence(summary, records)
+                if diverged is not None:
+                    seed = (summary.get("config") or {}).get("seed", name)
+                    notes.append(f"{kind} seed {seed} {diverged.note}")
         dataset = "Fashion-MNIST" if table == "table2" else "CIFAR-10"
-        axes.set_title(
-            f"alpha={pair.goal.learning_rate:g}, friction={pair.goal.friction:g}, "
-            f"mass={pair.goal.mass:g}, {dataset}{title_suffix}",
-            fontsize=9,
+        panels.append(
+            plotting.Panel(
+                f"alpha={pair.goal.learning_rate:g}, friction={pair.goal.friction:g}, "
+                f"mass={pair.goal.mass:g}, {dataset}{title_suffix}",
+                "epoch",
+                "test accuracy (%)",
+                tuple(phs_lines + goal_lines),
+                tuple(marks),
+                tuple(notes),
+                title_size=9,
+            )
         )
-        axes.set_xlabel("epoch (dotted: brake of each goal-oriented run)")
-        axes.set_ylabel("test accuracy (%)")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
-    return out
+    if not panels:
+        raise ValueError("no Figure 3 configuration found in the given sweep folders")
+    return panels
 
 
-def figure1(folder: Path, out: Path, metric: str = "final_test_accuracy") -> Path:
-    """Heat map of PHS ``metric`` (mean over seeds) over mass x friction."""
+def figure3(
+    folders: dict[str, Path],
+    reading: str,
+    out: Path,
+    title_suffix: str = "",
+    pairs: Sequence[tuple[str, float, float, float]] = FIGURE3_PANELS,
+) -> Path:
+    """:func:`figure3_panels` side by side, written as PNG at ``out``; by
+    default the paper's Figure 3 configurations."""
+    panels = figure3_panels(folders, reading, pairs, title_suffix)
+    chart = plotting.Chart(tuple(panels), columns=len(panels), panel_size=(5.5, 4.5))
+    return plotting.save_chart(chart, out)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeatMap:
+    """``values[i][j]``: mean over seeds of the metric (%) at ``masses[i]``,
+    ``frictions[j]`` (NaN where no run); ``seeds``: most seeds of a cell."""
+
+    masses: tuple[float, ...]
+    frictions: tuple[float, ...]
+    values: tuple[tuple[float, ...], ...]
+    seeds: int
+    metric: str
+
+
+def figure1_grid(folder: Path, metric: str = "final_test_accuracy") -> HeatMap:
+    """PHS ``metric`` (mean over seeds, in %) over mass x friction."""
     cells: dict[tuple[float, float], list[float]] = {}
     for path in folder.glob("*/summary.json"):
         summary = json.loads(path.read_text())
@@ -170,39 +209,52 @@ def figure1(folder: Path, out: Path, metric: str = "final_test_accuracy") -> Pat
         raise ValueError(f"no PHS runs in {folder}")
     masses = sorted({m for m, _ in cells})
     frictions = sorted({f for _, f in cells})
-    grid = np.full((len(masses), len(frictions)), np.nan)
-    for (m, f), values in cells.items():
-        grid[masses.index(m), frictions.index(f)] = np.mean(values)
-    figure, axes = plt.subplots(figsize=(5.5, 4.5))
-    image = axes.imshow(grid, cmap="viridis", origin="lower", vmin=10, vmax=100)
-    for i in range(len(masses)):
-        for j in range(len(frictions)):
-            if not np.isnan(grid[i, j]):
+    values = tuple(
+        tuple(
+            float(np.mean(cells[(m, f)])) if (m, f) in cells else float("nan")
+            for f in frictions
+        )
+        for m in masses
+    )
+    seeds = max(len(v) for v in cells.values())
+    return HeatMap(tuple(masses), tuple(frictions), values, seeds, metric)
+
+
+def draw_heat_map(grid: HeatMap) -> Figure:
+    figure = Figure(figsize=(5.5, 4.5), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    values = np.array(grid.values)
+    image = axes.imshow(values, cmap="viridis", origin="lower", vmin=10, vmax=100)
+    for i in range(len(grid.masses)):
+        for j in range(len(grid.frictions)):
+            if not np.isnan(values[i, j]):
                 axes.text(
                     j,
                     i,
-                    f"{grid[i, j]:.1f}",
+                    f"{values[i, j]:.1f}",
                     ha="center",
                     va="center",
-                    color="white" if grid[i, j] < 60 else "black",
+                    color="white" if values[i, j] < 60 else "black",
                     fontsize=9,
                 )
-    axes.set_xticks(range(len(frictions)), [f"{f:g}" for f in frictions])
-    axes.set_yticks(range(len(masses)), [f"{m:g}" for m in masses])
+    axes.set_xticks(range(len(grid.frictions)), [f"{f:g}" for f in grid.frictions])
+    axes.set_yticks(range(len(grid.masses)), [f"{m:g}" for m in grid.masses])
     axes.set_xlabel("friction")
     axes.set_ylabel("mass")
-    seeds = max(len(v) for v in cells.values())
     axes.set_title(
-        f"PHS, alpha=0.1, Fashion-MNIST: {metric.replace('_', ' ')} (%), "
-        f"mean of {seeds} seed(s)",
+        f"PHS, alpha=0.1, Fashion-MNIST: {grid.metric.replace('_', ' ')} (%), "
+        f"mean of {grid.seeds} seed(s)",
         fontsize=9,
     )
     figure.colorbar(image, ax=axes)
     figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out, dpi=120)
-    plt.close(figure)
-    return out
+    return figure
+
+
+def figure1(folder: Path, out: Path, metric: str = "final_test_accuracy") -> Path:
+    """Heat map of PHS ``metric`` (mean over seeds) over mass x friction."""
+    return plotting.write_png(draw_heat_map(figure1_grid(folder, metric)), out)
 
 
 def _pair_argument(text: str) -> tuple[str, float, float, float]:

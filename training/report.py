@@ -2,17 +2,26 @@
 
 A sweep folder holds one ``summary.json`` per run (see :mod:`vmap_sweep`). This
 module matches each run to its row of the paper's Table 1 or 2 (and, for goal
-rows, to the reading of the goal column it used) and writes Markdown:
+rows, to the reading of the goal column it used). Each table is first computed
+as plain data (dataclasses of numbers), then written as Markdown:
 
-* ``rows``: per table row, final and best test accuracy (mean ± sample std
-  over seeds) next to the paper's number, the epoch of the best accuracy and
-  the braking epoch of every seed;
-* ``pairs``: per (alpha, friction, mass) pair, goal-oriented minus PHS and
-  goal-oriented minus SGD at that alpha, paired by seed (runs of one seed see
-  the same batches), with the count of pairs won;
-* ``compare``: one column per folder, for protocol studies;
-* ``beyond``: the options of goal_phs beyond the paper, each minus the
-  goal-oriented run and minus PHS of the same pair and seed.
+* ``rows``: :func:`rows_data` -> :class:`Row` per table row: final and best
+  test accuracy (mean, sample std, n over seeds) next to the paper's number,
+  the epoch of the best accuracy and the braking epoch of every seed;
+* ``pairs``: :func:`pairs_data` -> :class:`Pairs`: per (alpha, friction,
+  mass) pair, goal-oriented minus PHS and goal-oriented minus SGD at that
+  alpha, paired by seed (runs of one seed see the same batches), with the
+  count of pairs won;
+* ``compare``: :func:`compare_data` -> :class:`Comparison`, one column per
+  folder, for protocol studies;
+* ``ablation``: :func:`ablation_data` -> :class:`Ablation`;
+* ``beyond``: :func:`beyond_data` -> :class:`BeyondSection` per option of
+  goal_phs beyond the paper, each minus the goal-oriented run and minus PHS of
+  the same pair and seed.
+
+The ``*_markdown`` functions render that data; ``rows_table``, ``pairs_table``,
+``table_report``, ``compare_table``, ``ablation_table`` and ``beyond_table``
+do both.
 
     python -m phs_optax_training.report table results/table2/batch10 --table=table2
     python -m phs_optax_training.report compare results/protocol/a results/protocol/b
@@ -88,18 +97,56 @@ def load_runs(folder: str | Path, table: str) -> Runs:
     return runs
 
 
+# ------------------------------------------------------------------ numbers
+
+
+@dataclasses.dataclass(frozen=True)
+class Spread:
+    """Mean and sample standard deviation (0 for a single value) of ``values``."""
+
+    values: tuple[float, ...]
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float] | np.ndarray) -> Spread:
+        array = np.asarray(values, dtype=float)
+        std = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+        return cls(tuple(float(v) for v in array), float(array.mean()), std, len(array))
+
+
+@dataclasses.dataclass(frozen=True)
+class Difference:
+    """Paired differences in points (one per seed): their spread, the seeds
+    where the first run is ahead (``wins``) and those equal (``ties``)."""
+
+    values: tuple[float, ...]
+    mean: float
+    std: float
+    n: int
+    wins: int
+    ties: int
+
+    @classmethod
+    def of(cls, values: Sequence[float] | np.ndarray) -> Difference | None:
+        """None for no pair."""
+        array = np.asarray(values, dtype=float)
+        if len(array) == 0:
+            return None
+        spread = Spread.of(array)
+        return cls(
+            spread.values,
+            spread.mean,
+            spread.std,
+            spread.n,
+            int((array > 0).sum()),
+            int((array == 0).sum()),
+        )
+
+
 def _percent(summaries: Sequence[dict], key: str) -> np.ndarray:
     return np.array([s[key] for s in summaries]) * 100
-
-
-def mean_std(values: np.ndarray) -> str:
-    """``mean ± sample std`` (std 0 for a single value), two decimals."""
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():.2f} ± {std:.2f}"
-
-
-def _epochs(values: Sequence[float | None]) -> str:
-    return ", ".join("-" if v is None else f"{v:g}" for v in values)
 
 
 def _row_keys(runs: Runs, table: str) -> list[tuple[str, str]]:
@@ -107,28 +154,44 @@ def _row_keys(runs: Runs, table: str) -> list[tuple[str, str]]:
     return sorted(runs, key=lambda key: (order[key[0]], key[1]))
 
 
-def rows_table(runs: Runs, table: str) -> str:
-    """Per row: paper, seeds, final and best accuracy, best epoch, brake epoch."""
-    lines = [
-        "| row | goal reading | paper | seeds | final | best | best at epoch | brake epoch |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
+def _seed_summaries(by_seed: dict[int, dict]) -> tuple[tuple[int, ...], list[dict]]:
+    seeds = tuple(sorted(by_seed))
+    return seeds, [by_seed[s] for s in seeds]
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One row of a table over seeds; accuracies in percent, epochs as stored
+    (``brake_epochs`` None for a seed that never braked)."""
+
+    name: str
+    reading: str
+    paper: float
+    seeds: tuple[int, ...]
+    final: Spread
+    best: Spread
+    best_epochs: tuple[int | None, ...]
+    brake_epochs: tuple[float | None, ...]
+
+
+def rows_data(runs: Runs, table: str) -> list[Row]:
+    """Per table row present in ``runs``, in the table's order."""
+    rows = []
     for name, reading in _row_keys(runs, table):
-        by_seed = runs[(name, reading)]
-        summaries = [by_seed[s] for s in sorted(by_seed)]
-        paper = presets.get_preset(name).paper_accuracy * 100
-        brakes = [
-            None if s["brake_epoch"] is None else round(s["brake_epoch"], 2)
-            for s in summaries
-        ]
-        lines.append(
-            f"| {name} | {reading} | {paper:.2f} | {len(summaries)} "
-            f"| {mean_std(_percent(summaries, 'final_test_accuracy'))} "
-            f"| {mean_std(_percent(summaries, 'best_test_accuracy'))} "
-            f"| {_epochs([s['best_epoch'] for s in summaries])} "
-            f"| {_epochs(brakes) if reading else ''} |"
+        seeds, summaries = _seed_summaries(runs[(name, reading)])
+        rows.append(
+            Row(
+                name=name,
+                reading=reading,
+                paper=presets.get_preset(name).paper_accuracy * 100,
+                seeds=seeds,
+                final=Spread.of(_percent(summaries, "final_test_accuracy")),
+                best=Spread.of(_percent(summaries, "best_test_accuracy")),
+                best_epochs=tuple(s["best_epoch"] for s in summaries),
+                brake_epochs=tuple(s["brake_epoch"] for s in summaries),
+            )
         )
-    return "\n".join(lines) + "\n"
+    return rows
 
 
 def paired_difference(
@@ -139,112 +202,182 @@ def paired_difference(
     return np.array([(runs[first][s][key] - runs[second][s][key]) * 100 for s in seeds])
 
 
-def pairs_table(runs: Runs, table: str, reading: str) -> str:
+BASELINES = ("phs", "sgd")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairRow:
+    """Goal-oriented minus each baseline of one (alpha, friction, mass) pair,
+    paired by seed (None where no seed has both runs), and the paper's gaps."""
+
+    alpha: float
+    friction: float
+    mass: float
+    goal: float
+    brake_factor: float
+    seeds: int
+    minus_phs_final: Difference | None
+    minus_phs_best: Difference | None
+    minus_sgd_final: Difference | None
+    minus_sgd_best: Difference | None
+    paper_minus_phs: float
+    paper_minus_sgd: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Pairs:
+    """The pairs of one goal reading; ``ahead[baseline]``: pairs whose mean
+    final difference is positive, ``ahead_every_seed``: positive on every seed."""
+
+    reading: str
+    rows: tuple[PairRow, ...]
+    ahead: dict[str, int]
+    ahead_every_seed: dict[str, int]
+
+    @property
+    def counted(self) -> int:
+        return len(self.rows)
+
+
+def pairs_data(runs: Runs, table: str, reading: str) -> Pairs:
     """Goal-oriented minus PHS and minus SGD per pair, paired by seed."""
-    lines = [
-        "| pair (alpha, friction, mass) | goal | seeds | goal - PHS final | goal - PHS best "
-        "| goal - SGD final | goal - SGD best | paper goal - PHS | paper goal - SGD |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    won = {"phs": 0, "sgd": 0}
-    won_every_seed = {"phs": 0, "sgd": 0}
-    counted = 0
+    ahead = dict.fromkeys(BASELINES, 0)
+    ahead_every_seed = dict.fromkeys(BASELINES, 0)
+    rows = []
     for pair in presets.pairs(table):
         goal = (pair.goal.name, reading)
         if goal not in runs:
             continue
-        cells = []
-        for baseline in ("phs", "sgd"):
+        differences = {}
+        for baseline in BASELINES:
             other = (getattr(pair, baseline).name, "")
-            final = paired_difference(runs, goal, other, "final_test_accuracy")
-            best = paired_difference(runs, goal, other, "best_test_accuracy")
-            if len(final) == 0:
-                cells += ["", ""]
-                continue
-            won[baseline] += bool(final.mean() > 0)
-            won_every_seed[baseline] += bool((final > 0).all())
-            cells += [_signed(final), _signed(best)]
-        counted += 1
+            for metric in ("final", "best"):
+                differences[f"minus_{baseline}_{metric}"] = Difference.of(
+                    paired_difference(runs, goal, other, f"{metric}_test_accuracy")
+                )
+            final = differences[f"minus_{baseline}_final"]
+            if final is not None:
+                ahead[baseline] += final.mean > 0
+                ahead_every_seed[baseline] += final.wins == final.n
         paper = pair.goal.paper_accuracy * 100
-        lines.append(
-            f"| {pair.goal.learning_rate:g}, {pair.goal.friction:g}, {pair.goal.mass:g} "
-            f"| {presets.goal_for(pair.goal, reading):g} x{pair.goal.brake_factor:g} "
-            f"| {len(paired_difference(runs, goal, (pair.phs.name, ''), 'final_test_accuracy'))} "
-            f"| {' | '.join(cells)} "
-            f"| {paper - pair.phs.paper_accuracy * 100:+.2f} "
-            f"| {paper - pair.sgd.paper_accuracy * 100:+.2f} |"
+        rows.append(
+            PairRow(
+                alpha=pair.goal.learning_rate,
+                friction=pair.goal.friction,
+                mass=pair.goal.mass,
+                goal=presets.goal_for(pair.goal, reading),
+                brake_factor=pair.goal.brake_factor,
+                seeds=len(
+                    paired_difference(
+                        runs, goal, (pair.phs.name, ""), "final_test_accuracy"
+                    )
+                ),
+                paper_minus_phs=paper - pair.phs.paper_accuracy * 100,
+                paper_minus_sgd=paper - pair.sgd.paper_accuracy * 100,
+                **differences,
+            )
         )
-    lines += [
-        "",
-        f"Goal-oriented ahead on mean final accuracy: {won['phs']} of {counted} pairs "
-        f"vs PHS ({won_every_seed['phs']} on every seed), {won['sgd']} of {counted} "
-        f"vs SGD ({won_every_seed['sgd']} on every seed). Paper: {counted} of "
-        f"{counted} vs PHS.",
-    ]
-    return "\n".join(lines) + "\n"
+    return Pairs(reading, tuple(rows), ahead, ahead_every_seed)
 
 
-def _signed(values: np.ndarray) -> str:
-    std = values.std(ddof=1) if len(values) > 1 else 0.0
-    return f"{values.mean():+.2f} ± {std:.2f}"
+@dataclasses.dataclass(frozen=True)
+class SweepTables:
+    """The rows of a sweep folder, and the pairs of each goal reading present."""
+
+    folder: str
+    rows: tuple[Row, ...]
+    pairs: tuple[Pairs, ...]
 
 
-def table_report(folder: str | Path, table: str) -> str:
-    """The rows table, then the pairs table for each goal reading present."""
+def table_data(folder: str | Path, table: str) -> SweepTables:
     runs = load_runs(folder, table)
-    parts = [f"## Rows ({folder})\n", rows_table(runs, table)]
-    for reading in presets.READINGS:
-        if any(key[1] == reading for key in runs):
-            parts += [
-                f"\n## Pairs, goal read as {reading}\n",
-                pairs_table(runs, table, reading),
-            ]
-    return "\n".join(parts)
+    pairs = tuple(
+        pairs_data(runs, table, reading)
+        for reading in presets.READINGS
+        if any(key[1] == reading for key in runs)
+    )
+    return SweepTables(str(folder), tuple(rows_data(runs, table)), pairs)
 
 
-def compare_table(folders: Sequence[str | Path], table: str) -> str:
-    """One column per folder: final mean ± std / mean best; brake epochs."""
+@dataclasses.dataclass(frozen=True)
+class CompareRow:
+    """One table row across sweeps: a :class:`Row` per sweep, None where the
+    sweep lacks it."""
+
+    name: str
+    reading: str
+    paper: float
+    cells: tuple[Row | None, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    sweeps: tuple[str, ...]
+    rows: tuple[CompareRow, ...]
+
+
+def compare_data(folders: Sequence[str | Path], table: str) -> Comparison:
+    """The rows of ``table`` in each folder (named by its last component)."""
     sweeps = {Path(f).name: load_runs(f, table) for f in folders}
     keys: list[tuple[str, str]] = []
     for runs in sweeps.values():
         keys += [k for k in runs if k not in keys]
-    merged: Runs = {k: {} for k in keys}
-    lines = [
-        "Cells: final test accuracy mean ± std over seeds / mean best; "
-        "brake epoch per seed.\n",
-        "| paper row | goal reading | paper | " + " | ".join(sweeps) + " |",
-        "|---|---|---|" + "---|" * len(sweeps),
+    per_sweep = [
+        {(row.name, row.reading): row for row in rows_data(runs, table)}
+        for runs in sweeps.values()
     ]
-    for name, reading in _row_keys(merged, table):
-        cells = []
-        for runs in sweeps.values():
-            by_seed = runs.get((name, reading))
-            if not by_seed:
-                cells.append("")
-                continue
-            summaries = [by_seed[s] for s in sorted(by_seed)]
-            best = _percent(summaries, "best_test_accuracy").mean()
-            text = (
-                f"{mean_std(_percent(summaries, 'final_test_accuracy'))} / {best:.2f}"
-            )
-            if reading:
-                text += " brake@" + _epochs(
-                    [
-                        None if s["brake_epoch"] is None else round(s["brake_epoch"], 2)
-                        for s in summaries
-                    ]
-                )
-            cells.append(text)
-        paper = presets.get_preset(name).paper_accuracy * 100
-        lines.append(
-            f"| {name} | {reading} | {paper:.2f} | " + " | ".join(cells) + " |"
+    rows = tuple(
+        CompareRow(
+            name=name,
+            reading=reading,
+            paper=presets.get_preset(name).paper_accuracy * 100,
+            cells=tuple(rows.get((name, reading)) for rows in per_sweep),
         )
-    return "\n".join(lines) + "\n"
+        for name, reading in _row_keys(dict.fromkeys(keys), table)
+    )
+    return Comparison(tuple(sweeps), rows)
 
 
-def ablation_table(
+@dataclasses.dataclass(frozen=True)
+class Accuracy:
+    """Final and best test accuracy of one run, in percent."""
+
+    final: float
+    best: float
+
+    @classmethod
+    def of(cls, summary: dict | None) -> Accuracy | None:
+        if summary is None:
+            return None
+        return cls(
+            summary["final_test_accuracy"] * 100, summary["best_test_accuracy"] * 100
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class AblationRow:
+    """One pair and seed; None for a run not in its folder."""
+
+    alpha: float
+    friction: float
+    mass: float
+    seed: int
+    phs: Accuracy | None
+    goal: Accuracy | None
+    goal_brake_epoch: float | None
+    heavy_ball: Accuracy | None
+    fixed: tuple[Accuracy | None, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Ablation:
+    fixed_epochs: tuple[int, ...]
+    rows: tuple[AblationRow, ...]
+
+
+def ablation_data(
     folder: str | Path, reference: str | Path, reading: str = "remaining"
-) -> str:
+) -> Ablation:
     """Per pair and seed: PHS, goal-oriented (from ``reference``), SGD with the
     equivalent heavy-ball momentum and the same effective-step drop at the goal
     run's brake step, and goal_phs braked at fixed epochs (from ``folder``)."""
@@ -253,14 +386,6 @@ def ablation_table(
         path = directory / run_name(config) / "summary.json"
         return json.loads(path.read_text()) if path.exists() else None
 
-    def cell(summary: dict | None) -> str:
-        if summary is None:
-            return "not run"
-        return (
-            f"{summary['final_test_accuracy'] * 100:.2f} / "
-            f"{summary['best_test_accuracy'] * 100:.2f}"
-        )
-
     folder, reference = Path(folder), Path(reference)
     summaries = [json.loads(p.read_text()) for p in folder.glob("*/summary.json")]
     if not summaries:
@@ -268,16 +393,11 @@ def ablation_table(
     shared = summaries[0]["config"]
     base = TrainConfig(num_epochs=shared["num_epochs"], batch_size=shared["batch_size"])
     seeds = sorted({s["config"]["seed"] for s in summaries})
-    fixed = [e for e in ablation.ABLATION_FIXED_BRAKE_EPOCHS if e < base.num_epochs]
-    lines = [
-        "Cells: final / best test accuracy (%).\n",
-        "| pair (alpha, friction, mass) | seed | PHS | goal-oriented (brake epoch) "
-        "| heavy-ball SGD, same drop at the same step | "
-        + " | ".join(f"brake at epoch {e}" for e in fixed)
-        + " |",
-        "|---|---|---|---|---|" + "---|" * len(fixed),
-    ]
+    fixed = tuple(
+        e for e in ablation.ABLATION_FIXED_BRAKE_EPOCHS if e < base.num_epochs
+    )
     ablations = ablation.ablation_configs(seeds, base, reference, reading)
+    rows = []
     for pair in presets.pairs("table2"):
         if pair.goal.learning_rate not in ablation.ABLATION_LEARNING_RATES:
             continue
@@ -299,23 +419,27 @@ def ablation_table(
                 ),
                 None,
             )
-            fixed_cells = [
-                cell(summary_of(folder, c))
-                for c in sorted(mine, key=lambda c: c.brake_at_step)
-                if c.optimizer == "goal_phs"
-                and (c.learning_rate, c.friction, c.mass)
-                == (goal.learning_rate, goal.friction, goal.mass)
-            ]
             goal_summary = summary_of(reference, goal)
-            brake = goal_summary and goal_summary["brake_epoch"]
-            lines.append(
-                f"| {goal.learning_rate:g}, {goal.friction:g}, {goal.mass:g} | {seed} "
-                f"| {cell(summary_of(reference, phs))} "
-                f"| {cell(goal_summary)} ({'-' if brake is None else f'{brake:.2f}'}) "
-                f"| {cell(summary_of(folder, drop) if drop else None)} "
-                f"| {' | '.join(fixed_cells)} |"
+            rows.append(
+                AblationRow(
+                    alpha=goal.learning_rate,
+                    friction=goal.friction,
+                    mass=goal.mass,
+                    seed=seed,
+                    phs=Accuracy.of(summary_of(reference, phs)),
+                    goal=Accuracy.of(goal_summary),
+                    goal_brake_epoch=goal_summary and goal_summary["brake_epoch"],
+                    heavy_ball=Accuracy.of(summary_of(folder, drop) if drop else None),
+                    fixed=tuple(
+                        Accuracy.of(summary_of(folder, c))
+                        for c in sorted(mine, key=lambda c: c.brake_at_step)
+                        if c.optimizer == "goal_phs"
+                        and (c.learning_rate, c.friction, c.mass)
+                        == (goal.learning_rate, goal.friction, goal.mass)
+                    ),
+                )
             )
-    return "\n".join(lines) + "\n"
+    return Ablation(fixed, tuple(rows))
 
 
 # ----------------------------------------------------------------- beyond
@@ -380,21 +504,232 @@ def _reference(runs: BeyondRuns, key: tuple, variant: str) -> tuple[dict | None,
     return runs.get((lr, friction, mass, 0.0, goal, variant, seed)), fraction != 0.0
 
 
-def _difference(values: list[float]) -> str:
-    if not values:
-        return "-"
-    array = np.array(values)
-    wins, ties = int((array > 0).sum()), int((array == 0).sum())
-    return f"{_signed(array)} ({wins}/{len(array)}" + (
-        f", {ties} tied)" if ties else ")"
-    )
+@dataclasses.dataclass(frozen=True)
+class Paired:
+    """Differences to a reference run per seed; ``full_set_reference``: some
+    reference trained on the full training set, the option on a smaller one."""
+
+    difference: Difference | None
+    full_set_reference: bool
 
 
-def beyond_table(folders: Sequence[str | Path]) -> str:
-    """Per option and pair: accuracy, and option minus goal-oriented and minus
-    PHS paired by seed (wins/seeds), final and best test accuracy."""
+@dataclasses.dataclass(frozen=True)
+class BeyondRow:
+    """One option on one pair over seeds; accuracies in percent."""
+
+    alpha: float
+    friction: float
+    mass: float
+    validation_fraction: float
+    goal: float
+    seeds: tuple[int, ...]
+    final: Spread
+    best: Spread
+    minus_goal_final: Paired
+    minus_goal_best: Paired
+    minus_phs_final: Paired
+    minus_phs_best: Paired
+    brake_epochs: tuple[float | None, ...]
+    releases: tuple[int | None, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class BeyondSection:
+    variant: str
+    rows: tuple[BeyondRow, ...]
+
+
+def beyond_data(folders: Sequence[str | Path]) -> list[BeyondSection]:
+    """Per option (sorted by name) and pair: accuracy, and option minus
+    goal-oriented and minus PHS paired by seed, final and best test accuracy."""
     runs = load_beyond_runs(folders)
     variants = sorted({k[5] for k in runs} - {"PHS", "goal"})
+    sections = []
+    for variant in variants:
+        rows = []
+        pairs = sorted({k[:5] for k in runs if k[5] == variant}, reverse=True)
+        for pair in pairs:
+            keys = sorted(k for k in runs if k[:5] == pair and k[5] == variant)
+            mine = [runs[k] for k in keys]
+            paired = {}
+            for reference in ("goal", "PHS"):
+                for metric in ("final", "best"):
+                    diffs, other_set = [], False
+                    for key, summary in zip(keys, mine, strict=True):
+                        ref, flagged = _reference(runs, key, reference)
+                        if ref is not None:
+                            name = f"{metric}_test_accuracy"
+                            diffs.append((summary[name] - ref[name]) * 100)
+                            other_set |= flagged
+                    paired[f"minus_{reference.lower()}_{metric}"] = Paired(
+                        Difference.of(diffs), other_set
+                    )
+            rows.append(
+                BeyondRow(
+                    alpha=pair[0],
+                    friction=pair[1],
+                    mass=pair[2],
+                    validation_fraction=pair[3],
+                    goal=pair[4],
+                    seeds=tuple(k[6] for k in keys),
+                    final=Spread.of(_percent(mine, "final_test_accuracy")),
+                    best=Spread.of(_percent(mine, "best_test_accuracy")),
+                    brake_epochs=tuple(s["brake_epoch"] for s in mine),
+                    releases=tuple(s.get("releases") for s in mine),
+                    **paired,
+                )
+            )
+        sections.append(BeyondSection(variant, tuple(rows)))
+    return sections
+
+
+# ---------------------------------------------------------------- Markdown
+
+
+def mean_std(values: np.ndarray | Spread) -> str:
+    """``mean ± sample std`` (std 0 for a single value), two decimals."""
+    spread = values if isinstance(values, Spread) else Spread.of(values)
+    return f"{spread.mean:.2f} ± {spread.std:.2f}"
+
+
+def _signed(spread: Spread | Difference) -> str:
+    return f"{spread.mean:+.2f} ± {spread.std:.2f}"
+
+
+def _epochs(values: Sequence[float | None]) -> str:
+    return ", ".join("-" if v is None else f"{v:g}" for v in values)
+
+
+def _brakes(values: Sequence[float | None]) -> str:
+    """Brake epochs to two decimals, ``-`` for a seed that never braked."""
+    return _epochs([None if v is None else round(v, 2) for v in values])
+
+
+def rows_markdown(rows: Sequence[Row]) -> str:
+    lines = [
+        "| row | goal reading | paper | seeds | final | best | best at epoch | brake epoch |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.name} | {row.reading} | {row.paper:.2f} | {len(row.seeds)} "
+            f"| {mean_std(row.final)} | {mean_std(row.best)} "
+            f"| {_epochs(row.best_epochs)} "
+            f"| {_brakes(row.brake_epochs) if row.reading else ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _difference_cell(difference: Difference | None) -> str:
+    return "" if difference is None else _signed(difference)
+
+
+def pairs_markdown(pairs: Pairs) -> str:
+    lines = [
+        "| pair (alpha, friction, mass) | goal | seeds | goal - PHS final | goal - PHS best "
+        "| goal - SGD final | goal - SGD best | paper goal - PHS | paper goal - SGD |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in pairs.rows:
+        cells = [
+            _difference_cell(d)
+            for d in (
+                row.minus_phs_final,
+                row.minus_phs_best,
+                row.minus_sgd_final,
+                row.minus_sgd_best,
+            )
+        ]
+        lines.append(
+            f"| {row.alpha:g}, {row.friction:g}, {row.mass:g} "
+            f"| {row.goal:g} x{row.brake_factor:g} | {row.seeds} "
+            f"| {' | '.join(cells)} "
+            f"| {row.paper_minus_phs:+.2f} | {row.paper_minus_sgd:+.2f} |"
+        )
+    counted, ahead, every = pairs.counted, pairs.ahead, pairs.ahead_every_seed
+    lines += [
+        "",
+        f"Goal-oriented ahead on mean final accuracy: {ahead['phs']} of {counted} pairs "
+        f"vs PHS ({every['phs']} on every seed), {ahead['sgd']} of {counted} "
+        f"vs SGD ({every['sgd']} on every seed). Paper: {counted} of "
+        f"{counted} vs PHS.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def table_markdown(tables: SweepTables) -> str:
+    parts = [f"## Rows ({tables.folder})\n", rows_markdown(tables.rows)]
+    for pairs in tables.pairs:
+        parts += [
+            f"\n## Pairs, goal read as {pairs.reading}\n",
+            pairs_markdown(pairs),
+        ]
+    return "\n".join(parts)
+
+
+def compare_markdown(comparison: Comparison) -> str:
+    lines = [
+        "Cells: final test accuracy mean ± std over seeds / mean best; "
+        "brake epoch per seed.\n",
+        "| paper row | goal reading | paper | " + " | ".join(comparison.sweeps) + " |",
+        "|---|---|---|" + "---|" * len(comparison.sweeps),
+    ]
+    for row in comparison.rows:
+        cells = []
+        for cell in row.cells:
+            if cell is None:
+                cells.append("")
+                continue
+            text = f"{mean_std(cell.final)} / {cell.best.mean:.2f}"
+            if row.reading:
+                text += " brake@" + _brakes(cell.brake_epochs)
+            cells.append(text)
+        lines.append(
+            f"| {row.name} | {row.reading} | {row.paper:.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy_cell(accuracy: Accuracy | None) -> str:
+    if accuracy is None:
+        return "not run"
+    return f"{accuracy.final:.2f} / {accuracy.best:.2f}"
+
+
+def ablation_markdown(table: Ablation) -> str:
+    lines = [
+        "Cells: final / best test accuracy (%).\n",
+        "| pair (alpha, friction, mass) | seed | PHS | goal-oriented (brake epoch) "
+        "| heavy-ball SGD, same drop at the same step | "
+        + " | ".join(f"brake at epoch {e}" for e in table.fixed_epochs)
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(table.fixed_epochs),
+    ]
+    for row in table.rows:
+        brake = row.goal_brake_epoch
+        lines.append(
+            f"| {row.alpha:g}, {row.friction:g}, {row.mass:g} | {row.seed} "
+            f"| {_accuracy_cell(row.phs)} "
+            f"| {_accuracy_cell(row.goal)} ({'-' if brake is None else f'{brake:.2f}'}) "
+            f"| {_accuracy_cell(row.heavy_ball)} "
+            f"| {' | '.join(_accuracy_cell(a) for a in row.fixed)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _paired_cell(paired: Paired) -> str:
+    difference = paired.difference
+    if difference is None:
+        text = "-"
+    else:
+        ties = f", {difference.ties} tied)" if difference.ties else ")"
+        text = f"{_signed(difference)} ({difference.wins}/{difference.n}" + ties
+    return text + (" †" if paired.full_set_reference else "")
+
+
+def beyond_markdown(sections: Sequence[BeyondSection]) -> str:
     lines = [
         "Cells: test accuracy (%) mean ± sample std over seeds; differences in "
         "points, paired by seed, with (seeds where the option is ahead / seeds, "
@@ -402,40 +737,69 @@ def beyond_table(folders: Sequence[str | Path]) -> str:
         "† the reference trained on the full training set, the option on the "
         "set minus its validation split.\n"
     ]
-    for variant in variants:
+    for section in sections:
         lines += [
-            f"\n### {variant}\n",
+            f"\n### {section.variant}\n",
             "| pair (alpha, friction, mass), goal | seeds | final | best | - goal final "
             "| - goal best | - PHS final | - PHS best | brake epochs | releases |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
-        pairs = sorted({k[:5] for k in runs if k[5] == variant}, reverse=True)
-        for pair in pairs:
-            keys = sorted(k for k in runs if k[:5] == pair and k[5] == variant)
-            mine = [runs[k] for k in keys]
-            cells = []
-            for reference in ("goal", "PHS"):
-                for metric in ("final_test_accuracy", "best_test_accuracy"):
-                    diffs, other_set = [], False
-                    for key, summary in zip(keys, mine, strict=True):
-                        ref, flagged = _reference(runs, key, reference)
-                        if ref is not None:
-                            diffs.append((summary[metric] - ref[metric]) * 100)
-                            other_set |= flagged
-                    cells.append(_difference(diffs) + (" †" if other_set else ""))
-            brakes = [
-                None if s["brake_epoch"] is None else round(s["brake_epoch"], 2)
-                for s in mine
+        for row in section.rows:
+            cells = [
+                _paired_cell(p)
+                for p in (
+                    row.minus_goal_final,
+                    row.minus_goal_best,
+                    row.minus_phs_final,
+                    row.minus_phs_best,
+                )
             ]
-            releases = [s.get("releases") for s in mine]
+            releases = (
+                _epochs(row.releases)
+                if any(r is not None for r in row.releases)
+                else ""
+            )
             lines.append(
-                f"| {pair[0]:g}, {pair[1]:g}, {pair[2]:g}, {pair[4]:g} | {len(mine)} "
-                f"| {mean_std(_percent(mine, 'final_test_accuracy'))} "
-                f"| {mean_std(_percent(mine, 'best_test_accuracy'))} "
-                f"| {' | '.join(cells)} | {_epochs(brakes)} "
-                f"| {_epochs(releases) if any(r is not None for r in releases) else ''} |"
+                f"| {row.alpha:g}, {row.friction:g}, {row.mass:g}, {row.goal:g} "
+                f"| {len(row.seeds)} | {mean_std(row.final)} | {mean_std(row.best)} "
+                f"| {' | '.join(cells)} | {_brakes(row.brake_epochs)} | {releases} |"
             )
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------- data and Markdown in one call
+
+
+def rows_table(runs: Runs, table: str) -> str:
+    """Per row: paper, seeds, final and best accuracy, best epoch, brake epoch."""
+    return rows_markdown(rows_data(runs, table))
+
+
+def pairs_table(runs: Runs, table: str, reading: str) -> str:
+    """Goal-oriented minus PHS and minus SGD per pair, paired by seed."""
+    return pairs_markdown(pairs_data(runs, table, reading))
+
+
+def table_report(folder: str | Path, table: str) -> str:
+    """The rows table, then the pairs table for each goal reading present."""
+    return table_markdown(table_data(folder, table))
+
+
+def compare_table(folders: Sequence[str | Path], table: str) -> str:
+    """One column per folder: final mean ± std / mean best; brake epochs."""
+    return compare_markdown(compare_data(folders, table))
+
+
+def ablation_table(
+    folder: str | Path, reference: str | Path, reading: str = "remaining"
+) -> str:
+    """:func:`ablation_data` as Markdown."""
+    return ablation_markdown(ablation_data(folder, reference, reading))
+
+
+def beyond_table(folders: Sequence[str | Path]) -> str:
+    """:func:`beyond_data` as Markdown."""
+    return beyond_markdown(beyond_data(folders))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
