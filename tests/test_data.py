@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import os
 import pickle
+import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -14,7 +17,8 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from phs_optax_training import data
+from phs_optax_training import data, errors
+from phs_optax_training.data import cache as cache_module
 from phs_optax_training.data import dataset as dataset_module
 from phs_optax_training.data import image_folders
 from phs_optax_training.data import tfds as tfds_source
@@ -218,7 +222,7 @@ def test_data_dir_beats_system_folder(tmp_path, monkeypatch):
     assert from_local.source == f"data_dir:{local}"
     np.testing.assert_array_equal(from_local.train_labels, local_arrays["train_labels"])
 
-    from_system = data.load_dataset("fashion_mnist", data_dir=tmp_path / "missing")
+    from_system = data.load_dataset("fashion_mnist")
     assert from_system.source == f"system:{system}"
 
 
@@ -226,7 +230,7 @@ def test_malformed_idx_in_data_dir_raises(tmp_path, no_system_dirs):
     arrays = random_idx_splits(4)
     arrays["train_labels"] = arrays["train_labels"][:-1]
     folder = write_fashion_mnist_dir(tmp_path / "bad", arrays, False)
-    with pytest.raises(ValueError, match="do not match"):
+    with pytest.raises(ValueError, match="holds 12 images but its labels file"):
         data.load_dataset("fashion_mnist", data_dir=folder)
 
 
@@ -436,9 +440,10 @@ def test_tfds_source_with_mock_data(no_system_dirs, name, image_shape):
     np.testing.assert_allclose(dataset.train_images.mean(axis=(0, 1, 2)), 0, atol=1e-5)
 
 
-def test_no_source_raises_with_how_to(no_system_dirs, tfds_unreachable, tmp_path):
+def test_no_source_raises_with_how_to(no_system_dirs, tfds_unreachable):
     with pytest.raises(data.DataUnavailableError) as error:
-        data.load_dataset("fashion_mnist", data_dir=tmp_path / "nothing_here")
+        data.load_dataset("fashion_mnist")
+    assert not isinstance(error.value, data.DataDirError)
     message = str(error.value)
     assert "\n" not in message
     assert "dataset-fashion-mnist" in message and "apt-get install" in message
@@ -485,3 +490,476 @@ def test_real_cifar10_jpeg_archive(isolated_cache):
     mean, std = channel_mean_std(warm.train_images)
     np.testing.assert_allclose(mean, [0.0] * 3, atol=1e-4)
     np.testing.assert_allclose(std, [1.0] * 3, atol=1e-4)
+
+
+# ------------------------------- explicit inputs are binding, damage is named
+
+REPO = Path(__file__).resolve().parents[1]
+CLI_FLAGS = [
+    "--max_train_examples=64",
+    "--max_test_examples=32",
+    "--num_epochs=1",
+    "--batch_size=32",
+    "--noplots",
+    "--quiet",
+    "--compilation_cache_dir=",
+]
+
+
+@pytest.fixture
+def system_fashion_mnist(monkeypatch, tmp_path):
+    """A usable Fashion-MNIST in the system folder: a data_dir must not fall back
+    to it."""
+    folder = write_fashion_mnist_dir(tmp_path / "system", random_idx_splits(7), True)
+    monkeypatch.setattr(
+        data, "SYSTEM_DATA_DIRS", {"fashion_mnist": (str(folder),), "cifar10": ()}
+    )
+    return folder
+
+
+def assert_one_line(message: str) -> str:
+    assert message and "\n" not in message, message
+    return message
+
+
+def _fashion_mnist_layout(tmp_path: Path, layout: str) -> Path:
+    if layout == "missing":
+        return tmp_path / "no_such_folder"
+    if layout == "empty":
+        (tmp_path / "empty").mkdir()
+        return tmp_path / "empty"
+    if layout == "file":
+        (tmp_path / "a_file").write_text("not a folder")
+        return tmp_path / "a_file"
+    folder = write_fashion_mnist_dir(tmp_path / "partial", random_idx_splits(1), True)
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("layout", "problem"),
+    [
+        ("missing", "does not exist"),
+        (
+            "empty",
+            "holds no fashion_mnist files (expected train-images-idx3-ubyte[.gz]",
+        ),
+        ("file", "is a file; fashion_mnist needs a folder holding"),
+        ("partial", "holds an incomplete fashion_mnist: it lacks t10k-labels-idx1"),
+    ],
+    ids=["missing", "empty", "file", "partial"],
+)
+def test_a_data_dir_without_the_dataset_is_an_error_not_a_fallback(
+    tmp_path, system_fashion_mnist, layout, problem
+):
+    given = _fashion_mnist_layout(tmp_path, layout)
+    with pytest.raises(data.DataDirError) as error:
+        data.load_dataset("fashion_mnist", data_dir=given)
+    assert error.value.exit_code == errors.USAGE
+    assert isinstance(error.value, errors.UsageError)
+    assert isinstance(error.value, data.DataUnavailableError)
+    message = assert_one_line(str(error.value))
+    assert message.startswith(f"--data_dir={given} {problem}"), message
+
+
+@pytest.mark.parametrize(
+    ("layout", "problem"),
+    [
+        ("empty", "holds no cifar10 files (expected the cifar-10-batches-py folder"),
+        ("partial", "cifar-10-batches-py lacks data_batch_5, test_batch"),
+        ("not_an_archive", "is neither a folder nor a .tar.gz/.tgz/.tar archive"),
+    ],
+    ids=["empty", "partial", "not_an_archive"],
+)
+def test_a_data_dir_without_cifar10_is_an_error(
+    tmp_path, no_system_dirs, layout, problem
+):
+    given = tmp_path / layout
+    if layout == "empty":
+        given.mkdir()
+    elif layout == "partial":
+        write_cifar10_batches(given / "cifar-10-batches-py")
+        for name in ("data_batch_5", "test_batch"):
+            (given / "cifar-10-batches-py" / name).unlink()
+    else:
+        given = tmp_path / "cifar.zip"
+        given.write_bytes(b"PK")
+    with pytest.raises(data.DataDirError) as error:
+        data.load_dataset("cifar10", data_dir=given)
+    assert error.value.exit_code == errors.USAGE
+    message = assert_one_line(str(error.value))
+    assert message.startswith(f"--data_dir={given} ") and problem in message, message
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def _damage_idx(folder: Path, case: str) -> str:
+    """Damages one file of a Fashion-MNIST folder; returns the file's name."""
+    images = folder / "train-images-idx3-ubyte"
+    gz = folder / "train-images-idx3-ubyte.gz"
+    labels = folder / "train-labels-idx1-ubyte"
+    if case == "gzip truncated":
+        gz.write_bytes(gz.read_bytes()[:4000])
+    elif case == "not gzip":
+        gz.write_bytes(gzip.decompress(gz.read_bytes()))
+    elif case == "gzip checksum":
+        _flip_byte(gz, -8)  # the CRC-32 in the gzip trailer
+    elif case == "bad magic":
+        _flip_byte(images, 2)
+    elif case == "byte count":
+        images.write_bytes(images.read_bytes()[:-3])
+    elif case == "lengths differ":
+        write_idx(labels, np.zeros(11, np.uint8))
+    elif case == "label out of range":
+        write_idx(labels, np.full(12, 10, np.uint8))
+    elif case == "not bytes":
+        write_idx(images, np.zeros((12, 28, 28)), ">i4")
+    return gz.name if "gzip" in case else (labels if "label" in case else images).name
+
+
+@pytest.mark.parametrize(
+    ("case", "problem"),
+    [
+        (
+            "gzip truncated",
+            "is truncated: gzip stream ended early (expected 9,424 bytes",
+        ),
+        ("not gzip", "is not gzip-compressed"),
+        ("gzip checksum", "is corrupt: gzip data"),
+        ("bad magic", "is not an IDX file (bad magic number 00 00 f7 03"),
+        ("byte count", "is truncated: its IDX header says shape (12, 28, 28) of uint8"),
+        (
+            "lengths differ",
+            "holds 12 images but its labels file train-labels-idx1-ubyte 11",
+        ),
+        ("label out of range", "holds label 10 at position 0; expected labels 0 to 9"),
+        ("not bytes", "holds int32 values of shape (12, 28, 28); expected images as"),
+    ],
+    ids=[
+        "gzip truncated",
+        "not gzip",
+        "gzip checksum",
+        "bad magic",
+        "byte count",
+        "lengths differ",
+        "label out of range",
+        "not bytes",
+    ],
+)
+def test_a_damaged_idx_file_is_named_with_what_was_expected(
+    tmp_path, system_fashion_mnist, case, problem
+):
+    gzipped = "gzip" in case
+    folder = write_fashion_mnist_dir(tmp_path / "fm", random_idx_splits(4), gzipped)
+    name = _damage_idx(folder, case)
+    with pytest.raises(data.DataFileError) as error:
+        data.load_dataset("fashion_mnist", data_dir=folder)
+    assert error.value.exit_code == errors.UNREADABLE
+    assert isinstance(error.value, errors.UnreadableError)
+    message = assert_one_line(str(error.value))
+    assert message.startswith(f"{folder / name} {problem}"), message
+
+
+def test_a_damaged_file_in_a_system_folder_is_an_error_too(
+    system_fashion_mnist, tfds_unreachable
+):
+    (system_fashion_mnist / "t10k-labels-idx1-ubyte.gz").write_bytes(b"\x1f\x8b\x08")
+    with pytest.raises(data.DataFileError, match="t10k-labels-idx1-ubyte.gz is trunc"):
+        data.load_dataset("fashion_mnist")
+
+
+def _damage_cifar10(tmp_path: Path, case: str) -> tuple[Path, str]:
+    """A CIFAR-10 source with one damaged part; returns it and the part's name."""
+    folder = tmp_path / "src" / "cifar-10-batches-py"
+    write_cifar10_batches(folder)
+    batch = folder / "test_batch"
+    if case == "unpicklable":
+        batch.write_bytes(batch.read_bytes()[:100])
+    elif case == "wrong shape":
+        batch.write_bytes(
+            pickle.dumps({b"data": np.zeros((2, 100)), b"labels": [1, 2]})
+        )
+    elif case == "labels count":
+        pixels = np.zeros((2, 3072), np.uint8)
+        batch.write_bytes(pickle.dumps({b"data": pixels, b"labels": [1, 2, 3]}))
+    if case in ("unpicklable", "wrong shape", "labels count"):
+        return tmp_path / "src", str(batch)
+    archive = make_tar_gz(folder, tmp_path / "cifar-10-python.tar.gz", folder.name)
+    if case == "archive truncated":
+        archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    elif case == "archive checksum":
+        _flip_byte(archive, -8)
+    elif case == "not an archive":
+        archive.write_bytes(b"not a tar archive at all" * 40)
+    elif case == "archive lacks a batch":
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(folder / "data_batch_1", arcname=f"{folder.name}/data_batch_1")
+    return archive, str(archive)
+
+
+@pytest.mark.parametrize(
+    ("case", "problem"),
+    [
+        ("unpicklable", "cannot be unpickled (UnpicklingError"),
+        ("wrong shape", "holds data of shape (2, 100) and type float64; expected N x"),
+        ("labels count", "holds 2 images but labels of shape (3,)"),
+        ("archive truncated", "is truncated: the archive ends early"),
+        ("archive checksum", "is corrupt (CRC check failed"),
+        ("not an archive", "is not a readable tar archive"),
+        ("archive lacks a batch", "lacks data_batch_2, data_batch_3"),
+    ],
+    ids=[
+        "unpicklable",
+        "wrong shape",
+        "labels count",
+        "archive truncated",
+        "archive checksum",
+        "not an archive",
+        "archive lacks a batch",
+    ],
+)
+def test_a_damaged_cifar10_source_is_named(tmp_path, no_system_dirs, case, problem):
+    source, name = _damage_cifar10(tmp_path, case)
+    with pytest.raises(data.DataFileError) as error:
+        data.load_dataset("cifar10", data_dir=source)
+    assert error.value.exit_code == errors.UNREADABLE
+    message = assert_one_line(str(error.value))
+    assert message.startswith(name) and problem in message, message
+
+
+@pytest.mark.parametrize("as_archive", [False, True], ids=["folder", "tar.gz"])
+@pytest.mark.parametrize("damage", ["not an image", "truncated"])
+def test_an_image_that_fails_to_decode_is_named(tmp_path, as_archive, damage):
+    write_png_tree(tmp_path / "tree", tiny_tree_images(["a", "b"]))
+    broken = tmp_path / "tree" / "test" / "b" / "000.png"
+    payload = broken.read_bytes()
+    broken.write_bytes(b"plain text" if damage == "not an image" else payload[:60])
+    source, name = tmp_path / "tree", str(broken)
+    if as_archive:
+        source = make_tar_gz(tmp_path / "tree", tmp_path / "imgs.tar.gz", "imgs")
+        name = f"imgs/test/b/000.png in {source}"
+    with pytest.raises(data.DataFileError) as error:
+        data.read_image_folder(source, use_cache=False)
+    assert error.value.exit_code == errors.UNREADABLE
+    message = assert_one_line(str(error.value))
+    assert message.startswith(f"{name} cannot be decoded"), message
+
+
+def test_a_truncated_image_archive_is_named(tmp_path):
+    write_png_tree(tmp_path / "tree", tiny_tree_images(["a", "b"]))
+    archive = make_tar_gz(tmp_path / "tree", tmp_path / "imgs.tar.gz", "imgs")
+    archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(data.DataFileError, match=f"^{archive} is truncated"):
+        data.read_image_folder(archive, use_cache=False)
+
+
+def test_an_unusable_class_folder_tree_is_a_usage_error(tmp_path):
+    write_png_tree(tmp_path / "tree", {"train": tiny_tree_images(["a"])["train"]})
+    with pytest.raises(data.ImageFolderError) as error:
+        data.read_image_folder(tmp_path / "tree", use_cache=False)
+    assert error.value.exit_code == errors.USAGE
+
+
+def _damage_cache(cache_file: Path, damage: str) -> None:
+    if damage == "truncated":
+        cache_file.write_bytes(cache_file.read_bytes()[:200])
+    elif damage == "not a zip":
+        cache_file.write_bytes(b"garbage")
+    else:  # a well-formed .npz whose arrays do not fit together
+        with np.load(cache_file) as arrays:
+            contents = dict(arrays)
+        contents["train_labels"] = contents["train_labels"][:-1]
+        with open(cache_file, "wb") as file:
+            np.savez(file, **contents)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a zip", "inconsistent"])
+def test_a_damaged_cache_file_is_decoded_again_and_rewritten(
+    tmp_path, isolated_cache, caplog, damage
+):
+    write_png_tree(tmp_path / "tree", tiny_tree_images(["a", "b"]))
+    first = data.read_image_folder(tmp_path / "tree")
+    (cache_file,) = isolated_cache.glob("tree-*.npz")
+    _damage_cache(cache_file, damage)
+
+    with caplog.at_level(logging.WARNING, logger="phs_optax_training.data"):
+        again = data.read_image_folder(tmp_path / "tree")
+    np.testing.assert_array_equal(again.train_images, first.train_images)
+    np.testing.assert_array_equal(again.train_labels, first.train_labels)
+    (warning,) = [r.getMessage() for r in caplog.records if "cache" in r.getMessage()]
+    assert_one_line(warning)
+    assert str(cache_file) in warning and "decoding" in warning
+    rewritten = cache_module.read_cache(cache_file)
+    np.testing.assert_array_equal(rewritten.train_labels, first.train_labels)
+
+
+def _unwritable_workdir(tmp_path: Path, case: str) -> Path:
+    if case == "under a file":
+        (tmp_path / "a_file").write_text("x")
+        return tmp_path / "a_file" / "run"
+    if case == "a file":
+        (tmp_path / "a_file").write_text("x")
+        return tmp_path / "a_file"
+    if case == "read-only folder":
+        (tmp_path / "ro").mkdir(mode=0o555)
+        return tmp_path / "ro"
+    return Path("/proc/phs_optax_workdir")
+
+
+@pytest.mark.parametrize(
+    ("case", "problem"),
+    [
+        ("under a file", "cannot create the workdir {}: Not a directory"),
+        ("a file", "cannot use the workdir {}: it is a file, not a folder"),
+        ("read-only folder", "cannot write in the workdir {}: Permission denied"),
+        ("in /proc", "cannot create the workdir {}: "),
+    ],
+    ids=["under a file", "a file", "read-only folder", "in /proc"],
+)
+def test_an_unwritable_workdir_is_one_line_naming_it(tmp_path, case, problem):
+    from phs_optax_training import train_lib
+
+    if case == "read-only folder" and os.geteuid() == 0:
+        pytest.skip("root may write in a read-only folder")
+    if case == "in /proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc")
+    workdir = _unwritable_workdir(tmp_path, case)
+    with pytest.raises(errors.UnreadableError) as error:
+        train_lib.make_workdir(workdir)
+    assert error.value.exit_code == errors.UNREADABLE
+    assert assert_one_line(str(error.value)).startswith(problem.format(workdir))
+
+
+def run_cli_in_process(argv, capsys) -> tuple[int, list[str]]:
+    from phs_optax_training import cli
+
+    cli.FLAGS.unparse_flags()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run(["train.py", *argv, *CLI_FLAGS])
+    finally:
+        cli.FLAGS.unparse_flags()
+    return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_train_py_removes_the_workdir_it_created_when_a_run_fails_early(
+    tmp_path, monkeypatch, capsys
+):
+    from phs_optax_training import train_lib, workdirs
+
+    def fails_before_metrics(config, workdir, **options):
+        workdir = Path(workdir)
+        train_lib.make_workdir(workdir)
+        with workdirs.locked(workdir):
+            (workdir / workdirs.CONFIG_FILE).write_text("{}\n")
+            (workdir / "checkpoints").mkdir()
+            if workdir.name == "wrote_metrics":
+                (workdir / "metrics.jsonl").write_text("{}\n")
+        raise errors.UnreadableError("no good checkpoint")
+
+    monkeypatch.setattr(train_lib, "train_and_evaluate", fails_before_metrics)
+    users = tmp_path / "users_folder"
+    users.mkdir()
+    (users / "notes.txt").write_text("mine")
+    (tmp_path / "empty_before").mkdir()
+    for workdir, kept in [
+        (tmp_path / "new" / "run", None),
+        (users / "run", users),
+        (tmp_path / "empty_before", tmp_path / "empty_before" / "config.json"),
+        (tmp_path / "wrote_metrics", tmp_path / "wrote_metrics" / "metrics.jsonl"),
+    ]:
+        code, err = run_cli_in_process([f"--workdir={workdir}"], capsys)
+        assert code == errors.UNREADABLE
+        assert err == ["train.py: error: no good checkpoint"]
+        if kept is None:
+            assert not (tmp_path / "new").exists()
+        else:
+            assert kept.exists() and not (users / "run").exists()
+    assert (users / "notes.txt").read_text() == "mine"
+
+    held = []
+
+    def fails_while_another_process_holds_the_lock(config, workdir, **options):
+        train_lib.make_workdir(Path(workdir))
+        held.append(workdirs.WorkdirLock(workdir).acquire())  # "another process"
+        raise errors.UnreadableError("no good checkpoint")
+
+    monkeypatch.setattr(
+        train_lib, "train_and_evaluate", fails_while_another_process_holds_the_lock
+    )
+    code, _ = run_cli_in_process([f"--workdir={tmp_path / 'in_use'}"], capsys)
+    assert code == errors.UNREADABLE
+    assert (tmp_path / "in_use" / workdirs.LOCK_FILE).exists()
+    held[0].release()
+
+
+def test_sweep_and_trace_report_a_missing_data_dir_in_one_line(tmp_path, capsys):
+    from phs_optax_training import sweep, trace
+
+    missing = tmp_path / "no_data"
+    for processes in ("1", "2"):
+        argv = ["--sweep=protocol", "--seeds=0", f"--workdir={tmp_path / 's'}"]
+        code = sweep.main([*argv, f"--processes={processes}", f"--data_dir={missing}"])
+        assert code == errors.USAGE
+        assert capsys.readouterr().err.strip().splitlines() == [
+            f"sweep: error: --data_dir={missing} does not exist"
+        ]
+        assert not (tmp_path / "s").exists()
+    argv = ["--preset=table2-lr0.01-goal-f1-m0.1", f"--out={tmp_path / 't'}"]
+    assert trace.main([*argv, f"--data_dir={missing}"]) == errors.USAGE
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"trace: error: --data_dir={missing} does not exist"
+    ]
+    assert not (tmp_path / "t").exists()
+
+
+def test_sweep_names_a_damaged_data_file_with_exit_code_4(tmp_path, capsys):
+    from phs_optax_training import sweep
+
+    folder = write_fashion_mnist_dir(tmp_path / "fm", random_idx_splits(4), True)
+    _damage_idx(folder, "gzip truncated")
+    argv = ["--sweep=protocol", "--seeds=0", f"--workdir={tmp_path / 's'}"]
+    assert sweep.main([*argv, "--processes=2", f"--data_dir={folder}"]) == 4
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"sweep: error: {folder / 'train-images-idx3-ubyte.gz'}")
+
+
+def run_train(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args, *CLI_FLAGS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
+
+
+@pytest.mark.parametrize("case", ["missing data_dir", "truncated file", "bad workdir"])
+def test_train_py_fails_in_one_line_and_leaves_no_workdir(
+    tmp_path, small_fashion_mnist_dir, case
+):
+    workdir = tmp_path / "runs" / "w"
+    data_dir = small_fashion_mnist_dir
+    if case == "missing data_dir":
+        data_dir, code = tmp_path / "no_data", errors.USAGE
+        expected = f"--data_dir={data_dir} does not exist"
+    elif case == "truncated file":
+        data_dir = write_fashion_mnist_dir(tmp_path / "fm", random_idx_splits(4), True)
+        _damage_idx(data_dir, "gzip truncated")
+        code = errors.UNREADABLE
+        expected = f"{data_dir / 'train-images-idx3-ubyte.gz'} is truncated: gzip"
+    else:
+        (tmp_path / "runs").write_text("a file where the workdir's parent goes")
+        code = errors.UNREADABLE
+        expected = f"cannot create the workdir {workdir}: Not a directory"
+    result = run_train([f"--data_dir={data_dir}", f"--workdir={workdir}"])
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"train.py: error: {expected}"), line
+    assert not workdir.exists()
+    assert (tmp_path / "runs").is_file() == (case == "bad workdir")

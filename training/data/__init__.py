@@ -1,21 +1,50 @@
 """Fashion-MNIST and CIFAR-10 in memory as NumPy arrays (no augmentation).
 
-`load_dataset` tries these sources in order and uses the first that has the data:
+Where the data comes from:
 
-1. ``data_dir``, when given: for Fashion-MNIST the four official IDX files
+1. ``data_dir``, when given, is binding: the data is read from there or not at
+   all. For Fashion-MNIST it is a folder with the four official IDX files
    (gzipped or not); for CIFAR-10 a folder or ``.tar.gz``/``.tar`` of class
    folders ``train/<class>/*.png|jpg`` and ``test/<class>/...`` (optionally under
    one top-level folder), or the official ``cifar-10-batches-py`` pickles
-   (folder or ``cifar-10-python.tar.gz``).
-2. The raw files where a system package installs them (`SYSTEM_DATA_DIRS`):
-   Debian's ``dataset-fashion-mnist`` puts the IDX files under
-   ``/usr/share/datasets/fashion-mnist``.
-3. tensorflow-datasets. With TensorFlow installed, ``tfds.load`` downloads and
-   prepares the data when online. Without TensorFlow, tfds can only read data
-   already prepared in ``array_record`` format (``tfds.data_source``), because
-   preparing image datasets needs TensorFlow.
+   (folder or ``cifar-10-python.tar.gz``). A ``data_dir`` that does not exist
+   or holds no usable copy of the dataset raises `DataDirError`; no other
+   source is tried.
+2. Without ``data_dir``, the first of these that has the data:
 
-If none works, `DataUnavailableError` says in one line how to get the data.
+   a. the raw files where a system package installs them
+      (`SYSTEM_DATA_DIRS`): Debian's ``dataset-fashion-mnist`` puts the IDX
+      files under ``/usr/share/datasets/fashion-mnist``;
+   b. tensorflow-datasets. With TensorFlow installed, ``tfds.load`` downloads
+      and prepares the data when online. Without TensorFlow, tfds can only read
+      data already prepared in ``array_record`` format (``tfds.data_source``),
+      because preparing image datasets needs TensorFlow.
+
+   If none has it, `DataUnavailableError` says in one line how to get it.
+
+Errors, each with a one-line message (the exit code is what train.py, the
+sweep and the trace exit with; see `phs_optax_training.errors`):
+
+- `DataDirError` (exit 2, a `DataUnavailableError` and a
+  `phs_optax_training.errors.UsageError`): a given ``data_dir`` does not
+  exist, or holds no (complete) copy of the dataset, e.g.
+  ``--data_dir=/data holds no fashion_mnist files (expected ...)``.
+- `ImageFolderError` (exit 2): a class-folder tree that is not a usable
+  dataset (a split without images, mixed image sizes, not CIFAR-10's 10
+  classes of 32x32 RGB images for ``cifar10``).
+- `DataFileError` (exit 4, a `phs_optax_training.errors.UnreadableError` and a
+  `ValueError`): a data file that cannot be read or is damaged, named with
+  what was expected: a gzip stream cut short or corrupt, a bad IDX magic
+  number, a byte count that does not match the IDX header, images and labels
+  files of different lengths, a label outside the classes, a CIFAR-10 batch
+  that cannot be unpickled or has the wrong shape, an image that cannot be
+  decoded, a corrupt or truncated tar archive. A damaged file in a system
+  folder is an error too, not a reason to try tfds.
+- `DataUnavailableError` (exit 2): no source has the data (no ``data_dir``).
+
+A damaged file in the cache of decoded images is not an error: the images are
+decoded again from the source and the cache file rewritten, with a one-line
+warning.
 
 Images come back float32 NHWC: pixels scaled to [0, 1], then normalised per
 channel with the mean and standard deviation of the train split. Labels are
@@ -33,7 +62,6 @@ Modules, one per source:
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
@@ -46,6 +74,7 @@ from phs_optax_training.data.cache import (
 from phs_optax_training.data.cifar10_batches import (
     CIFAR10_TEST_BATCH,
     CIFAR10_TRAIN_BATCHES,
+    missing_cifar10_batches,
     read_cifar10_batches,
     read_cifar10_batches_archive,
 )
@@ -56,6 +85,8 @@ from phs_optax_training.data.dataset import (
     FASHION_MNIST_CLASSES,
     NUM_CLASSES,
     SPLITS,
+    DataDirError,
+    DataFileError,
     Dataset,
     DataUnavailableError,
     RawSplits,
@@ -66,6 +97,7 @@ from phs_optax_training.data.idx import (
     IDX_DTYPES,
     IDX_FILES,
     find_idx_files,
+    missing_idx_files,
     parse_idx,
     read_fashion_mnist_idx,
     read_idx,
@@ -99,6 +131,8 @@ __all__ = [
     "SPLITS",
     "SYSTEM_DATA_DIRS",
     "TFDS_DOWNLOAD_RETRIES",
+    "DataDirError",
+    "DataFileError",
     "DataUnavailableError",
     "Dataset",
     "ImageFolderError",
@@ -109,6 +143,7 @@ __all__ = [
     "load_dataset",
     "load_from_tfds",
     "load_image_folder",
+    "missing_idx_files",
     "normalize",
     "parse_idx",
     "read_cifar10_batches",
@@ -116,8 +151,6 @@ __all__ = [
     "read_idx",
     "read_image_folder",
 ]
-
-logger = logging.getLogger(__name__)
 
 # Folders where system packages install the official raw files.
 SYSTEM_DATA_DIRS: dict[str, tuple[str, ...]] = {
@@ -132,30 +165,35 @@ def load_dataset(
     *,
     cache_dir: str | os.PathLike[str] | None = None,
 ) -> Dataset:
-    """Loads ``"fashion_mnist"`` or ``"cifar10"`` from the first source that has it.
+    """Loads ``"fashion_mnist"`` or ``"cifar10"`` from ``data_dir``, or else from
+    the first source that has it.
 
     Args:
         name: ``"fashion_mnist"`` or ``"cifar10"``.
         data_dir: Optional local folder (or, for CIFAR-10, archive) with the raw
-            files; tried first. See the module docstring for the layouts.
+            files. When given, the data must be there: no other source is
+            tried. See the module docstring for the layouts.
         cache_dir: Where decoded class-folder images are cached; defaults to
             `default_cache_dir()`.
 
     Raises:
-        ValueError: ``name`` is not a supported dataset, or the files found are
-            malformed.
-        DataUnavailableError: No source has the data.
+        ValueError: ``name`` is not a supported dataset.
+        DataDirError: ``data_dir`` does not exist or holds no usable ``name``.
+        ImageFolderError: A class-folder tree is not a usable dataset.
+        DataFileError: A data file is unreadable, truncated or corrupt.
+        DataUnavailableError: No ``data_dir`` and no source has the data.
     """
     if name not in DATASET_NAMES:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASET_NAMES}")
+    if data_dir:
+        return _load_data_dir(name, data_dir, cache_dir)
     failures: list[str] = []
-    for label, folder in _local_candidates(name, data_dir):
-        raw = _load_local(name, folder, cache_dir)
+    for folder in SYSTEM_DATA_DIRS[name]:
+        path = Path(folder)
+        raw = _load_local(name, path, cache_dir)
         if raw is not None:
-            return normalize(raw, name=name, source=f"{label}:{folder}")
-        failures.append(f"{label} {folder}: no {name} files")
-        if label == "data_dir":
-            logger.warning("data_dir %s has no %s files; trying others", folder, name)
+            return normalize(raw, name=name, source=f"system:{path}")
+        failures.append(f"system {path}: no {name} files")
     try:
         raw = load_from_tfds(name)
     except DataUnavailableError as error:
@@ -165,24 +203,80 @@ def load_dataset(
     raise DataUnavailableError(_how_to_get(name, failures))
 
 
-def _local_candidates(
-    name: str, data_dir: str | os.PathLike[str] | None
-) -> list[tuple[str, Path]]:
-    """(label, path) of the local places to look, in order."""
-    candidates = [("data_dir", Path(data_dir).expanduser())] if data_dir else []
-    candidates += [("system", Path(folder)) for folder in SYSTEM_DATA_DIRS[name]]
-    return candidates
+def _load_data_dir(
+    name: str,
+    data_dir: str | os.PathLike[str],
+    cache_dir: str | os.PathLike[str] | None,
+) -> Dataset:
+    """``name`` from the given ``data_dir``, or `DataDirError` saying what is missing."""
+    path = Path(data_dir).expanduser()
+    flag = f"--data_dir={data_dir}"
+    try:
+        exists = path.exists()
+    except OSError as error:
+        raise DataFileError(f"cannot read {path}: {_reason(error)}") from error
+    if not exists:
+        raise DataDirError(f"{flag} does not exist")
+    if name == "fashion_mnist" and not path.is_dir():
+        raise DataDirError(
+            f"{flag} is a file; fashion_mnist needs a folder holding {_IDX_NAMES}"
+        )
+    if name == "cifar10" and path.is_file() and not is_archive_name(path.name):
+        raise DataDirError(
+            f"{flag} is neither a folder nor a {'/'.join(ARCHIVE_SUFFIXES)} archive"
+        )
+    raw = _load_local(name, path, cache_dir)
+    if raw is None:
+        raise DataDirError(_not_there(name, path, flag))
+    return normalize(raw, name=name, source=f"data_dir:{path}")
 
 
 def _load_local(
     name: str, path: Path, cache_dir: str | os.PathLike[str] | None
 ) -> RawSplits | None:
     """Raw splits from a local folder or archive; None if the data is not there."""
-    if not path.exists():
-        return None
+    try:
+        if not path.exists():
+            return None
+        if name == "fashion_mnist":
+            return read_fashion_mnist_idx(path) if path.is_dir() else None
+        return _load_local_cifar10(path, cache_dir)
+    except OSError as error:  # the readers name the files they read; this is the rest
+        where = error.filename or path
+        raise DataFileError(f"cannot read {where}: {_reason(error)}") from error
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+_IDX_NAMES = ", ".join(f"{stem}[.gz]" for stem in IDX_FILES.values())
+_CIFAR10_LAYOUTS = (
+    "the cifar-10-batches-py folder or cifar-10-python.tar.gz, or class folders "
+    "train/<class>/*.png|jpg and test/<class>/... as a folder or "
+    f"{'/'.join(ARCHIVE_SUFFIXES)} archive"
+)
+
+
+def _not_there(name: str, path: Path, flag: str) -> str:
+    """One line: ``path`` holds no (complete) ``name``, and what it must hold."""
     if name == "fashion_mnist":
-        return read_fashion_mnist_idx(path) if path.is_dir() else None
-    return _load_local_cifar10(path, cache_dir)
+        missing = missing_idx_files(path)
+        if len(missing) < len(IDX_FILES):
+            return (
+                f"{flag} holds an incomplete fashion_mnist: it lacks "
+                f"{', '.join(missing)} (expected {_IDX_NAMES})"
+            )
+        return f"{flag} holds no fashion_mnist files (expected {_IDX_NAMES})"
+    if path.is_dir():
+        for folder in (path, path / "cifar-10-batches-py"):
+            missing = missing_cifar10_batches(folder)
+            if 0 < len(missing) <= len(CIFAR10_TRAIN_BATCHES):
+                return (
+                    f"{flag} holds an incomplete cifar10: {folder} lacks "
+                    f"{', '.join(missing)} (expected {_CIFAR10_LAYOUTS})"
+                )
+    return f"{flag} holds no cifar10 files (expected {_CIFAR10_LAYOUTS})"
 
 
 def _load_local_cifar10(
@@ -225,7 +319,7 @@ def _read_cifar10_archive(
 
 def _with_cifar10_check(raw: RawSplits, source: Path) -> RawSplits:
     if len(raw.class_names) != 10 or raw.train_images.shape[1:] != (32, 32, 3):
-        raise ValueError(
+        raise ImageFolderError(
             f"{source}: expected 10 classes of 32x32 RGB images for cifar10, got "
             f"{len(raw.class_names)} classes of {raw.train_images.shape[1:]}; "
             "use load_image_folder for other image sets"

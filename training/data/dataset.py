@@ -12,6 +12,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from phs_optax_training import errors
+
 DATASET_NAMES = ("fashion_mnist", "cifar10")
 NUM_CLASSES = {"fashion_mnist": 10, "cifar10": 10}
 SPLITS = ("train", "test")
@@ -45,6 +47,22 @@ CLASS_NAMES = {"fashion_mnist": FASHION_MNIST_CLASSES, "cifar10": CIFAR10_CLASSE
 
 class DataUnavailableError(Exception):
     """No source has the requested dataset; the message says how to get it."""
+
+
+class DataDirError(DataUnavailableError, errors.UsageError):
+    """A given ``data_dir`` does not exist or holds no usable copy of the dataset.
+
+    Exit code 2 (`errors.USAGE`): the data named on the command line is not
+    there, so nothing else is tried.
+    """
+
+
+class DataFileError(errors.UnreadableError, ValueError):
+    """A data file is unreadable, truncated or corrupt; the message names it.
+
+    Exit code 4 (`errors.UNREADABLE`). Also a `ValueError`, as malformed data
+    has always been.
+    """
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -130,11 +148,12 @@ def channel_mean_std(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def check_labels(labels: np.ndarray, num_classes: int, source: str) -> None:
-    """Raises ValueError unless every label lies in ``[0, num_classes)``."""
+    """Raises `DataFileError` unless every label lies in ``[0, num_classes)``."""
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"{source}: labels must lie in [0, {num_classes}), "
-            f"found [{labels.min()}, {labels.max()}]"
+        bad = int(np.flatnonzero((labels < 0) | (labels >= num_classes))[0])
+        raise DataFileError(
+            f"{source} holds label {labels[bad]} at position {bad:,}; "
+            f"expected labels 0 to {num_classes - 1} ({num_classes} classes)"
         )
 
 

@@ -8,21 +8,25 @@ under one top-level folder. Images are decoded with Pillow to uint8 HxWx1
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import io
 import logging
 import os
 import tarfile
-from collections.abc import Iterable, Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from phs_optax_training import errors
 from phs_optax_training.data.cache import cache_file_for, read_cache, write_cache
+from phs_optax_training.data.cifar10_batches import archive_problem, read_to_end
 from phs_optax_training.data.dataset import (
     CIFAR10_CLASSES,
     SPLITS,
+    DataFileError,
     Dataset,
     RawSplits,
     normalize,
@@ -34,8 +38,10 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"})
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
-class ImageFolderError(ValueError):
-    """A class-folder tree is malformed (missing splits, mixed image sizes...)."""
+class ImageFolderError(ValueError, errors.UsageError):
+    """A class-folder tree is not a usable dataset (missing splits, mixed image
+    sizes...): exit code 2. A file that cannot be read or decoded is a
+    `DataFileError` instead (exit code 4)."""
 
 
 def load_image_folder(
@@ -67,18 +73,38 @@ def read_image_folder(
 
     The decoded arrays are stored as ``.npz`` in ``cache_dir`` (default
     `default_cache_dir()`), keyed by the resolved path, size and modification
-    time of the source, so a changed source is decoded again.
+    time of the source, so a changed source is decoded again. A cache file
+    that cannot be read is not an error: the source is decoded again and the
+    cache file rewritten, with a warning.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ImageFolderError: The tree is not a usable dataset (no images in a
+            split, test classes missing from train, mixed image sizes).
+        DataFileError: An image cannot be read or decoded, or the archive is
+            corrupt or truncated.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such image folder or archive: {path}")
     cache_file = _cache_file(path, cache_dir) if use_cache else None
     if cache_file is not None and cache_file.is_file():
-        with contextlib.suppress(OSError, ValueError, KeyError):
+        try:
             return read_cache(cache_file)
-        logger.warning("ignoring unreadable cache file %s", cache_file)
-    files = _archive_files(path) if path.is_file() else _folder_files(path)
-    raw = _decode_class_folders(files, source=str(path))
+        except ValueError as error:
+            logger.warning(
+                "ignoring the unreadable cache file %s (%s); decoding %s again",
+                cache_file,
+                error,
+                path,
+            )
+    if path.is_file():
+        files = _archive_files(path)
+        display = functools.partial(_member_name, archive=path)
+    else:
+        files = _folder_files(path)
+        display = functools.partial(_file_name, root=path)
+    raw = _decode_class_folders(files, source=str(path), display=display)
     if cache_file is not None:
         write_cache(cache_file, raw)
     return raw
@@ -117,17 +143,34 @@ def _folder_files(root: Path) -> Iterator[tuple[str, bytes]]:
     paths = sorted(p for p in root.rglob("*") if _is_image_name(p.name))
     for path in paths:
         if path.is_file():
-            yield path.relative_to(root).as_posix(), path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise DataFileError(f"cannot read {path}: {reason}") from error
+            yield path.relative_to(root).as_posix(), data
 
 
 def _archive_files(archive: Path) -> Iterator[tuple[str, bytes]]:
     """(member path, bytes) of the image files in a tar archive."""
-    with tarfile.open(archive, "r:*") as tar:
-        for member in tar:
-            if member.isfile() and _is_image_name(member.name):
-                file = tar.extractfile(member)
-                if file is not None:
-                    yield member.name, file.read()
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                if member.isfile() and _is_image_name(member.name):
+                    file = tar.extractfile(member)
+                    if file is not None:
+                        yield member.name, file.read()
+            read_to_end(tar)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        raise DataFileError(archive_problem(archive, error)) from error
+
+
+def _file_name(relative_path: str, *, root: Path) -> str:
+    return str(root / relative_path)
+
+
+def _member_name(member: str, *, archive: Path) -> str:
+    return f"{member} in {archive}"
 
 
 def _is_image_name(name: str) -> bool:
@@ -145,9 +188,15 @@ def _split_and_class(relative_path: str) -> tuple[str, str] | None:
 
 
 def _decode_class_folders(
-    files: Iterable[tuple[str, bytes]], *, source: str
+    files: Iterable[tuple[str, bytes]],
+    *,
+    source: str,
+    display: Callable[[str], str] = str,
 ) -> RawSplits:
-    """Decodes images grouped by split and class into uint8 NHWC arrays."""
+    """Decodes images grouped by split and class into uint8 NHWC arrays.
+
+    ``display`` turns a relative path into the name an error shows.
+    """
     grouped = _group_by_split_and_class(files)
     class_names = _class_order(grouped, source)
     splits = {}
@@ -157,7 +206,7 @@ def _decode_class_folders(
             files = sorted(grouped[split].get(class_name, []), key=_first)
             for relative_path, data in files:
                 names.append(relative_path)
-                images.append(_decode_image(data, relative_path))
+                images.append(_decode_image(data, display(relative_path)))
                 labels.append(label)
         splits[split] = (names, images, np.array(labels, dtype=np.int32))
     train_images, test_images = _stack_same_size(
@@ -216,8 +265,17 @@ def _decode_image(data: bytes, name: str) -> np.ndarray:
             if image.mode not in ("L", "RGB"):
                 image = image.convert("L" if grayscale else "RGB")
             pixels = np.asarray(image, dtype=np.uint8)
-    except OSError as error:
-        raise ImageFolderError(f"cannot decode image {name}: {error}") from error
+    except Image.UnidentifiedImageError as error:
+        raise DataFileError(
+            f"{name} cannot be decoded: not an image format that Pillow reads"
+        ) from error
+    except Exception as error:  # Pillow raises many types for broken files
+        text = (str(error).strip().splitlines() or [""])[0][:200]
+        raise DataFileError(
+            f"{name} cannot be decoded as an image ({type(error).__name__}: {text})"
+        ) from error
+    if pixels.ndim not in (2, 3) or not pixels.size:
+        raise DataFileError(f"{name} decodes to an empty image")
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
 
