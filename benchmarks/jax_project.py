@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from _cli import parse_args
 
@@ -69,7 +68,7 @@ def step_runner(
         train_lib.put_per_device([permutation] * copies),
     )
     state = train_lib.replicate(state)
-    totals = train_lib.replicate(jnp.zeros(3, jnp.float32))
+    totals = train_lib.new_totals()
 
     wait_every = train_lib.steps_between_waits()  # as train.py
 

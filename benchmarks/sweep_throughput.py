@@ -58,7 +58,12 @@ def step_runner(
         vmap_sweep.stacked_hyperparams("phs", configs),
         images[:1],
     )
-    carry = [params, opt_state, jnp.zeros((num_configs, 2)), jnp.zeros([], jnp.int32)]
+    carry = [
+        params,
+        opt_state,
+        jnp.zeros((num_configs, 3)).at[:, 2].set(jnp.inf),
+        jnp.zeros([], jnp.int32),
+    ]
     args = (
         vmap_sweep.stacked_triggers(configs),
         vmap_sweep.epoch_permutations(configs, 1, len(labels)),

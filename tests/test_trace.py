@@ -80,3 +80,42 @@ def test_trace_command_writes_records_and_a_plot(small_fashion_mnist_dir, tmp_pa
 def test_trace_refuses_a_baseline_optimizer(config):
     with pytest.raises(ValueError, match="goal_phs"):
         trace.trace_run(dataclasses.replace(config, optimizer="phs"))
+
+
+def traced(step, friction, releases, braked, loss=1.0):
+    return {
+        **record(step, friction, releases, braked),
+        "loss": loss,
+        "monitored_loss": loss,
+        "kinetic_energy": 0.5,
+    }
+
+
+def test_trace_chart_marks_brakes_and_releases_at_their_update():
+    records = [
+        traced(0, 1.0, 0, False),
+        traced(1, 10.0, 0, True),
+        traced(2, 10.0, 0, True),
+        traced(3, 1.0, 1, True),
+        traced(4, 1.0, 1, True),
+    ]
+    chart = trace.trace_chart(records, "run")
+    assert len(chart.panels) == 3 and chart.sharex
+    for panel in chart.panels:
+        assert [(m.x, m.label) for m in panel.marks] == [(1, "brake"), (3, "release")]
+        assert not panel.notes
+    friction = chart.panels[1].lines[0]
+    assert friction.x == (0.0, 1.0, 2.0, 3.0, 4.0)
+    assert friction.y == (1.0, 10.0, 10.0, 1.0, 1.0)
+    assert "brake (1)" in chart.panels[0].title
+
+
+def test_trace_chart_notes_the_first_update_with_a_non_finite_loss(tmp_path):
+    records = [traced(0, 1.0, 0, False), traced(1, 1.0, 0, False, loss=None)]
+    records.append(traced(2, 1.0, 0, False, loss=float("nan")))
+    chart = trace.trace_chart(records, "run")
+    assert chart.panels[0].notes == ("diverged at update 1",)
+    assert [m.x for m in chart.panels[0].marks] == [1]
+    loss = chart.panels[0].lines[0]
+    assert loss.y[0] == 1.0 and all(np.isnan(v) for v in loss.y[1:])
+    assert trace.plot_trace(records, "run", tmp_path / "t.png").stat().st_size > 0

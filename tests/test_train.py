@@ -65,7 +65,7 @@ def test_metrics_line_per_epoch_has_every_field(dataset, tmp_path):
     expected = {
         "epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
         "validation_loss", "friction", "braked", "brake_step", "kinetic_energy",
-        "hamiltonian", "images_per_second", "wall_time",
+        "hamiltonian", "images_per_second", "wall_time", "diverged_at_step",
     }  # fmt: skip
     assert set(rows[0]) == expected
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -210,9 +210,7 @@ def test_train_step_compiles_once_for_its_own_outputs_and_a_new_epochs_totals(
     )
     step = train_lib.make_train_step(32, 4, 1)
 
-    def new_totals():
-        return train_lib.replicate(np.zeros(3, np.float32))
-
+    new_totals = train_lib.new_totals
     state, totals = step(state, new_totals(), images, labels, permutation)
 
     compilations = []

@@ -55,6 +55,13 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_bool("quiet", False, "No progress bar.", flag_values=FLAGS)
 flags.DEFINE_bool(
+    "stop_on_divergence",
+    True,
+    "Stop a run whose training loss became non-finite (exit code 3); "
+    "--nostop_on_divergence trains on.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool(
     "plots", True, "Write PNG plots to the workdir at the end.", flag_values=FLAGS
 )
 flags.DEFINE_string(
@@ -139,6 +146,53 @@ def _fail(message: str, exit_code: int = USAGE_ERROR) -> None:
     sys.exit(exit_code)
 
 
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist (yet)."""
+    missing = None
+    for candidate in (path, *path.parents):
+        try:
+            if candidate.exists():
+                break
+        except OSError:
+            break
+        missing = candidate
+    return missing
+
+
+def _remove_if_unused(folder: Path | None) -> None:
+    """Removes ``folder``, which this run created, if the run wrote nothing in it
+    but what every run writes before it trains (the workdir's lock and
+    configuration files, empty folders): a run that fails before its first
+    metrics or checkpoint leaves nothing behind. Any other file in it, or a
+    lock that another process holds, keeps all of it."""
+    from phs_optax_training import errors, workdirs
+
+    if folder is None or not folder.is_dir() or folder.is_symlink():
+        return
+    folders, written = [], []
+    for parent, subfolders, files in os.walk(folder):
+        if any(Path(parent, name).is_symlink() for name in subfolders):
+            return
+        if set(files) - {workdirs.LOCK_FILE, workdirs.CONFIG_FILE}:
+            return
+        folders.append(Path(parent))
+        written += [Path(parent, name) for name in files]
+    locks = []
+    try:
+        for lock_file in written:
+            if lock_file.name == workdirs.LOCK_FILE:
+                locks.append(workdirs.WorkdirLock(lock_file.parent).acquire())
+        for file in written:
+            file.unlink()
+        for empty in reversed(folders):
+            os.rmdir(empty)
+    except (OSError, errors.TrainingError):
+        pass  # in use or changed meanwhile: left as it is
+    finally:
+        for lock in locks:
+            lock.release()
+
+
 def run(argv: list[str]) -> None:
     if any(arg in ("-h", "--help", "-help", "--helpfull") for arg in argv[1:]):
         print(
@@ -161,6 +215,7 @@ def run(argv: list[str]) -> None:
     from phs_optax_training.config import ConfigError
     from phs_optax_training.data import DataUnavailableError
 
+    new_folder, finished, in_use = None, False, False
     try:
         compilation_cache.enable(FLAGS.compilation_cache_dir)
         _start_distributed()
@@ -168,26 +223,37 @@ def run(argv: list[str]) -> None:
 
         train_lib.validate(config, jax.device_count())
         workdir = Path(FLAGS.workdir) if FLAGS.workdir else default_workdir(config)
+        new_folder = _first_missing(workdir)
         runs = {config.optimizer: (config, workdir)}
         if FLAGS.compare_baselines:
             runs = _with_baselines(config, workdir)
         summaries = {}
         for name, (run_config, run_workdir) in runs.items():
             summaries[name] = train_lib.train_and_evaluate(
-                run_config, run_workdir, progress=not FLAGS.quiet
+                run_config,
+                run_workdir,
+                progress=not FLAGS.quiet,
+                stop_on_divergence=FLAGS.stop_on_divergence,
             )
             if FLAGS.plots and jax.process_index() == 0:
                 from phs_optax_training import plotting
 
                 plotting.plot_run(run_workdir)
+        finished = True
     except (ConfigError, DataUnavailableError) as error:
         _fail(str(error).splitlines()[0])
         return
     except errors.TrainingError as error:
+        in_use = isinstance(error, errors.WorkdirInUseError)
         _fail(str(error).splitlines()[0], error.exit_code)
         return
+    finally:
+        if not finished and not in_use:
+            _remove_if_unused(new_folder)
     if jax.process_index() == 0:
         _print_summaries(summaries, runs, FLAGS.plots and FLAGS.compare_baselines)
+    if any(summary["diverged"] for summary in summaries.values()):
+        sys.exit(errors.DIVERGED)
 
 
 def _with_baselines(config: TrainConfig, workdir: Path) -> dict:
@@ -209,10 +275,12 @@ def _print_summaries(summaries: dict, runs: dict, overlay: bool) -> None:
     )
     for name, summary in summaries.items():
         brake = summary["brake_epoch"]
+        diverged = summary["diverged_at"]
+        note = "" if diverged is None else f"  diverged at epoch {diverged['epoch']}"
         print(
             f"{name:<10} {summary['final_test_accuracy']:>14.4f} "
             f"{summary['best_test_accuracy']:>13.4f} "
-            f"{'-' if brake is None else f'{brake:.2f}':>11}  {runs[name][1]}"
+            f"{'-' if brake is None else f'{brake:.2f}':>11}  {runs[name][1]}{note}"
         )
     if overlay:
         from phs_optax_training import plotting

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import jax
 
-from phs_optax_training import compilation_cache, presets, xla_flags
+from phs_optax_training import compilation_cache, errors, presets, xla_flags
 from phs_optax_training import data as data_lib
 from phs_optax_training.config import CONV_IMPLS, TrainConfig
 from phs_optax_training.experiments import NAMED_SWEEPS, named_sweep
@@ -229,6 +229,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         checked_configs(configs)  # before any worker starts, so one message
         processes = _process_count(args, len(configs))
+        if processes > 1 and configs and configs[0].data_dir:
+            # A given --data_dir is checked here, so that a missing or damaged
+            # dataset is one message, not one from every worker.
+            data_lib.load_dataset(configs[0].dataset, configs[0].data_dir)
         if processes > 1:
             _run_workers(list(sys.argv[1:] if argv is None else argv), processes)
         compilation_cache.enable(args.compilation_cache_dir)
@@ -244,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             num_workers=args.num_workers,
             log=lambda m: print(m, file=sys.stderr, flush=True),
         )
+    except errors.TrainingError as error:
+        print(f"sweep: error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return error.exit_code
     except (ValueError, data_lib.DataUnavailableError) as error:
         print(f"sweep: error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,12 +23,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 import phs_optax
 from phs_optax_training import data as data_lib
-from phs_optax_training import engine, presets, train_lib, xla_flags
+from phs_optax_training import (
+    engine,
+    errors,
+    plotting,
+    presets,
+    strict_json,
+    train_lib,
+    xla_flags,
+)
 from phs_optax_training.config import OPTION_NAMES, TrainConfig, validate
 from phs_optax_training.model import create_model
 
@@ -128,43 +133,78 @@ def phase_changes(records: Sequence[dict]) -> tuple[list[int], list[int]]:
     return brakes, releases
 
 
-def plot_trace(records: Sequence[dict], title: str, path: Path) -> Path:
-    steps = [r["step"] for r in records]
-    figure = Figure(figsize=(8.0, 7.5), dpi=120)
-    FigureCanvasAgg(figure)
-    panels = figure.subplots(3, 1, sharex=True)
-    panels[0].plot(
-        steps, [r["loss"] for r in records], lw=0.4, alpha=0.5, label="minibatch loss"
-    )
-    panels[0].plot(
-        steps, [r["monitored_loss"] for r in records], lw=1.0, label="monitored loss"
-    )
-    panels[1].plot(steps, [r["friction"] for r in records], lw=1.2)
-    panels[2].plot(steps, [r["kinetic_energy"] for r in records], lw=0.8)
-    for axes, label in zip(
-        panels,
-        ("loss", "friction in force", "kinetic energy |p|^2/(2m)"),
-        strict=True,
-    ):
-        axes.set_yscale("log")
-        axes.set_ylabel(label)
+def trace_chart(records: Sequence[dict], title: str) -> plotting.Chart:
+    """What :func:`plot_trace` draws: loss, friction and kinetic energy per
+    update (log scale), each brake and release a mark at its update, and the
+    first update with a non-finite loss, if any, noted and marked."""
+    steps = tuple(float(r["step"]) for r in records)
     brakes, releases = phase_changes(records)
-    for axes in panels:
-        for k in brakes:
-            axes.axvline(k, color="tab:red", ls="--", lw=0.8)
-        for k in releases:
-            axes.axvline(k, color="tab:green", ls=":", lw=1.0)
-    panels[0].legend(loc="upper right", fontsize=8)
-    panels[0].set_title(
-        f"{title}\nred dashed: brake ({len(brakes)}), green dotted: release "
-        f"({len(releases)})",
-        fontsize=9,
+    marks = [plotting.Mark(k, "brake", "tab:red", "--", 0.8) for k in brakes]
+    marks += [plotting.Mark(k, "release", "tab:green", ":", 1.0) for k in releases]
+    losses = plotting.series(records, "loss")
+    diverged = next(
+        (r["step"] for r, v in zip(records, losses, strict=True) if not np.isfinite(v)),
+        None,
     )
-    panels[2].set_xlabel("update")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, format="png")
-    return path
+    notes = ()
+    if diverged is not None:
+        notes = (f"diverged at update {diverged}",)
+        marks.append(
+            plotting.Mark(diverged, "diverged", plotting.DIVERGED_COLOR, ":", 1.5)
+        )
+
+    def panel(ylabel, lines, title="", xlabel="", **fields):
+        return plotting.Panel(
+            title, xlabel, ylabel, tuple(lines), tuple(marks), log_y=True, **fields
+        )
+
+    return plotting.Chart(
+        (
+            panel(
+                "loss",
+                [
+                    plotting.Line(
+                        steps, losses, "minibatch loss", linewidth=0.4, alpha=0.5
+                    ),
+                    plotting.Line(
+                        steps,
+                        plotting.series(records, "monitored_loss"),
+                        "monitored loss",
+                        linewidth=1.0,
+                    ),
+                ],
+                title=f"{title}\nred dashed: brake ({len(brakes)}), green dotted: "
+                f"release ({len(releases)})",
+                title_size=9,
+                notes=notes,
+                legend="right",
+            ),
+            panel(
+                "friction in force",
+                [plotting.Line(steps, plotting.series(records, "friction"))],
+                legend=None,
+            ),
+            panel(
+                "kinetic energy |p|^2/(2m)",
+                [
+                    plotting.Line(
+                        steps,
+                        plotting.series(records, "kinetic_energy"),
+                        linewidth=0.8,
+                    )
+                ],
+                xlabel="update",
+                legend=None,
+            ),
+        ),
+        panel_size=(8.0, 2.5),
+        sharex=True,
+    )
+
+
+def plot_trace(records: Sequence[dict], title: str, path: Path) -> Path:
+    """:func:`trace_chart` written as PNG at ``path``."""
+    return plotting.save_chart(trace_chart(records, title), path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -211,15 +251,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             **options,
         )
         records = trace_run(config)
+    except errors.TrainingError as error:
+        print(f"trace: error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return error.exit_code
     except (ValueError, data_lib.DataUnavailableError) as error:
         print(f"trace: error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / TRACE_FILE, "w") as f:
-        f.write(json.dumps({"config": dataclasses.asdict(config)}) + "\n")
+        f.write(strict_json.dumps({"config": dataclasses.asdict(config)}) + "\n")
         for record in records:
-            f.write(json.dumps(record) + "\n")
+            f.write(strict_json.dumps(record) + "\n")
     title = f"{args.preset} ({reading}), seed {args.seed}" + "".join(
         f", {k}={v}" for k, v in options.items()
     )

@@ -14,17 +14,16 @@ import dataclasses
 import functools
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import jax_utils
 from flax.training import train_state
 from tqdm import tqdm
@@ -32,7 +31,8 @@ from tqdm import tqdm
 import phs_optax
 from phs_optax_models import LeNet5
 from phs_optax_training import data as data_lib
-from phs_optax_training import engine
+from phs_optax_training import engine, errors, strict_json, workdirs
+from phs_optax_training.checkpoints import Checkpoints
 from phs_optax_training.config import (
     TrainConfig,
     extension_options,
@@ -100,7 +100,9 @@ def make_train_step(
     The training set is split into ``num_shards`` shards (one per process by
     default); the devices of a shard hold only that shard and each global batch
     takes ``global_batch_size / num_shards`` examples from every shard.
-    ``config`` gives the step trigger (none without it).
+    ``config`` gives the step trigger (none without it). ``totals`` (see
+    :func:`new_totals`) adds up the loss, the correct predictions and the
+    examples, and keeps the first update whose loss was not finite.
     """
     per_shard = global_batch_size // num_shards
     devices_per_shard = jax.device_count() // num_shards
@@ -108,6 +110,7 @@ def make_train_step(
     trigger = engine.step_trigger(config or TrainConfig())
 
     def train_step(state, totals, images, labels, permutation):
+        step_before = state.step.astype(jnp.float32)
         index_in_shard = jax.lax.axis_index(AXIS) % devices_per_shard
         rows = engine.batch_rows(
             permutation, state.step, steps_per_epoch, per_shard,
@@ -130,11 +133,19 @@ def make_train_step(
         )
         correct = jax.lax.psum(result.correct, AXIS)
         totals = totals + jnp.stack(
-            [result.loss * global_batch_size, correct, global_batch_size]
+            [result.loss * global_batch_size, correct, global_batch_size, 0.0]
         )
-        return state, totals
+        # The first update whose loss is not finite (inf while there is none).
+        nonfinite = jnp.where(jnp.isfinite(result.loss), jnp.inf, step_before)
+        return state, totals.at[3].min(nonfinite)
 
     return jax.pmap(train_step, axis_name=AXIS, donate_argnums=(0, 1))
+
+
+def new_totals() -> jax.Array:
+    """An epoch's running totals for :func:`make_train_step`, on every device:
+    loss sum, correct count, example count, first non-finite-loss update."""
+    return replicate(np.array([0.0, 0.0, 0.0, np.inf], np.float32))
 
 
 def shard_of(split: Split, shard: int, num_shards: int) -> Split:
@@ -331,44 +342,6 @@ def brake_info(opt_state: Any, config: TrainConfig, step: int) -> dict[str, Any]
     return info
 
 
-class Checkpoints:
-    """Orbax checkpoints of the unreplicated train state and the loop's own state."""
-
-    def __init__(self, directory: Path, config: TrainConfig):
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=config.max_checkpoints,
-            enable_async_checkpointing=False,
-            create=True,
-        )
-        self.manager = ocp.CheckpointManager(directory.absolute(), options=options)
-
-    def latest_epoch(self) -> int | None:
-        return self.manager.latest_step()
-
-    @staticmethod
-    def _host_item(state: TrainState, loop_state: dict) -> dict:
-        # Host NumPy copies: orbax cannot save process-local device arrays
-        # (what pmap gives) when several processes take part.
-        item = {"state": flax.serialization.to_state_dict(state), "loop": loop_state}
-        return jax.tree.map(np.asarray, item)
-
-    def save(self, epoch: int, state: TrainState, loop_state: dict) -> None:
-        item = self._host_item(state, loop_state)
-        self.manager.save(epoch, args=ocp.args.StandardSave(item))
-        self.manager.wait_until_finished()
-
-    def restore(self, epoch: int, template: TrainState, loop_template: dict):
-        target = self._host_item(template, loop_template)
-        restored = self.manager.restore(epoch, args=ocp.args.StandardRestore(target))
-        state = flax.serialization.from_state_dict(
-            template, jax.tree.map(jnp.asarray, restored["state"])
-        )
-        return state, jax.tree.map(np.asarray, restored["loop"])
-
-    def close(self) -> None:
-        self.manager.close()
-
-
 def _read_metrics(path: Path, up_to_epoch: int) -> list[Metrics]:
     if not path.exists():
         return []
@@ -377,28 +350,71 @@ def _read_metrics(path: Path, up_to_epoch: int) -> list[Metrics]:
 
 
 def write_metrics(path: Path, rows: list[Metrics]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    tmp.replace(path)
+    """metrics.jsonl: one strict JSON line per epoch (non-finite numbers as null)."""
+    strict_json.write_lines(path, rows)
 
 
+def make_workdir(workdir: Path) -> None:
+    """Creates ``workdir`` (and missing parents) and checks that it can be written.
+
+    Raises:
+        errors.UnreadableError: It cannot be created or written in; the message
+            names the path and the system's reason.
+    """
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise errors.UnreadableError(
+            f"cannot use the workdir {workdir}: it is a file, not a folder"
+        ) from None
+    except OSError as error:
+        raise errors.UnreadableError(
+            f"cannot create the workdir {workdir}: {_os_reason(error, workdir)}"
+        ) from None
+    try:
+        with tempfile.TemporaryFile(dir=workdir):
+            pass
+    except OSError as error:
+        raise errors.UnreadableError(
+            f"cannot write in the workdir {workdir}: {_os_reason(error, workdir)}"
+        ) from None
+
+
+def _os_reason(error: OSError, path: Path) -> str:
+    """The system's reason, and which part of ``path`` is a file if one is."""
+    reason = error.strerror or str(error)
+    for parent in path.parents:
+        if parent.exists():
+            return reason if parent.is_dir() else f"{reason} ({parent} is a file)"
+    return reason
+
+
+@workdirs.releases_locks
 def train_and_evaluate(
     config: TrainConfig,
     workdir: str | Path,
     *,
     dataset: data_lib.Dataset | None = None,
     progress: bool = True,
+    stop_on_divergence: bool = True,
 ) -> Metrics:
     """Trains and evaluates; writes metrics, summary and checkpoints to ``workdir``.
 
-    Rerunning with the same ``workdir`` resumes from the latest checkpoint.
+    Rerunning with the same ``workdir`` resumes from its newest good checkpoint
+    (:mod:`phs_optax_training.checkpoints`: a corrupt or non-finite newer one
+    is reported in one line and set aside; none good raises UnreadableError)
+    with the metrics of the epochs up to it. The workdir belongs to one
+    configuration and one process (:mod:`phs_optax_training.workdirs`): the
+    run holds its lock (WorkdirInUseError while another process does), records
+    the configuration in ``workdir/config.json`` and refuses to resume with
+    another one (UsageError), except for the fields that do not change what
+    is computed, e.g. a larger ``num_epochs``.
     Returns the summary (also written to ``workdir/summary.json``).
     """
     validate(config, jax.device_count())
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     is_writer = jax.process_index() == 0
-    if dataset is None:
+    if dataset is None:  # before the workdir exists: bad data leaves no folder
         dataset = data_lib.load_dataset(config.dataset, config.data_dir)
     splits = split_data(dataset, config)
     num_shards = config.data_shards or jax.process_count()
@@ -411,6 +427,9 @@ def train_and_evaluate(
             f"the training split has {len(splits['train'].labels)} examples, too few for "
             f"--batch_size={config.batch_size}"
         )
+    make_workdir(workdir)
+    workdirs.hold_lock(workdir)
+    stored_config = workdirs.check_config(workdir, config, jax.process_count())
 
     model = create_model(config, dataset.num_classes)
     tx = create_optimizer(config)
@@ -418,19 +437,27 @@ def train_and_evaluate(
     state = initial_state(model, params, tx)
     num_params = sum(x.size for x in jax.tree.leaves(params))
 
-    checkpoints = Checkpoints(workdir / "checkpoints", config)
+    checkpoints = Checkpoints(workdir / "checkpoints", config, for_training=True)
     brake_on_validation = config.brake_trigger in ("validation", "both")
     validation_brake = engine.ValidationBrake(config.validation_patience)
-    start_epoch = checkpoints.latest_epoch() or 0
+    restored = checkpoints.restore_latest(state, validation_brake.as_dict())
+    start_epoch = restored.epoch if restored else 0
     metrics_path = workdir / "metrics.jsonl"
-    if start_epoch:
-        state, loop = checkpoints.restore(
-            start_epoch, state, validation_brake.as_dict()
-        )
+    if restored:
+        workdirs.check_num_epochs(workdir, config, start_epoch)
+        for message in restored.messages:
+            _log(message)
+        checkpoints.set_aside(restored.rejected)  # so that they can be saved again
+        state, loop = restored.state, restored.loop
         validation_brake = engine.ValidationBrake(
             config.validation_patience, float(loop["last_loss"]), int(loop["rises"])
         )
         _log(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}.")
+    if is_writer:
+        workdirs.record_config(
+            workdir, config, jax.process_count(), stored_config,
+            resumed=restored is not None, log=_log,
+        )  # fmt: skip
     history = _read_metrics(metrics_path, start_epoch)
 
     device_data = {
@@ -453,11 +480,14 @@ def train_and_evaluate(
     show_progress = progress and is_writer and sys.stderr.isatty()
     wait_every = steps_between_waits()
 
+    diverged = diverged_at(history) is not None
     for epoch in range(start_epoch + 1, config.num_epochs + 1):
+        if diverged and stop_on_divergence:
+            break
         permutation = put_per_device(
             [epoch_permutation(config.seed, epoch, shard_size, k) for k in shards]
         )
-        totals = replicate(jnp.zeros(3, jnp.float32))
+        totals = new_totals()
         epoch_start = time.time()
         bar = tqdm(
             range(steps_per_epoch),
@@ -472,11 +502,11 @@ def train_and_evaluate(
             if step_in_epoch % wait_every == wait_every - 1:
                 jax.block_until_ready(totals)
             if show_progress and step_in_epoch % 50 == 49:
-                loss_sum, correct, count = np.asarray(totals[0])
+                loss_sum, correct, count, _ = np.asarray(totals[0])
                 bar.set_postfix(
                     _progress_fields(state, loss_sum / count, correct / count)
                 )
-        loss_sum, correct, count = np.asarray(totals[0], dtype=np.float64)
+        loss_sum, correct, count, nonfinite = np.asarray(totals[0], np.float64)
         train_seconds = time.time() - epoch_start
         bar.close()
 
@@ -517,12 +547,21 @@ def train_and_evaluate(
             "hamiltonian": hamiltonian,
             "images_per_second": count / train_seconds,
             "wall_time": time.time() - run_start,
+            "diverged_at_step": None if np.isinf(nonfinite) else int(nonfinite),
         }
         history.append(row)
         _log(_epoch_line(row))
         if is_writer:
             write_metrics(metrics_path, history)
-        if epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs:
+        if row["diverged_at_step"] is not None and not diverged:
+            _log(_divergence_line(config, row, workdir, stop_on_divergence))
+        diverged = diverged or row["diverged_at_step"] is not None
+        if diverged and stop_on_divergence:
+            break
+        # A diverged state is never saved: a resume starts from the last good one.
+        if not diverged and (
+            epoch % config.checkpoint_every_epochs == 0 or epoch == config.num_epochs
+        ):
             checkpoints.save(
                 epoch, jax_utils.unreplicate(state), validation_brake.as_dict()
             )
@@ -530,23 +569,35 @@ def train_and_evaluate(
 
     summary = build_summary(config, history, steps_per_epoch, num_params, dataset)
     if is_writer:
-        (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        strict_json.write(workdir / "summary.json", summary)
     return summary
 
 
 def final_params(workdir: str | Path, config: TrainConfig, dataset: data_lib.Dataset):
-    """The params and optimizer state of the latest checkpoint in ``workdir``."""
+    """The train state (params, optimizer state) of the newest good checkpoint
+    in ``workdir``; newer ones passed over are reported in one line each.
+
+    Raises:
+        errors.UnreadableError: ``workdir`` holds no good checkpoint.
+        errors.UsageError: its checkpoints were made for another state.
+    """
     model = create_model(config, dataset.num_classes)
     params = initial_params(model, config.seed, dataset.train_images[:1])
     template = initial_state(model, params, create_optimizer(config))
     checkpoints = Checkpoints(Path(workdir) / "checkpoints", config)
     try:
-        state, _ = checkpoints.restore(
-            checkpoints.latest_epoch(), template, engine.ValidationBrake(1).as_dict()
+        restored = checkpoints.restore_latest(
+            template, engine.ValidationBrake(1).as_dict()
         )
     finally:
         checkpoints.close()
-    return state
+    if restored is None:
+        raise errors.UnreadableError(
+            f"no checkpoint in {Path(workdir) / 'checkpoints'}"
+        )
+    for message in restored.messages:
+        _log(message)
+    return restored.state
 
 
 def _progress_fields(state: TrainState, loss: float, accuracy: float) -> dict[str, str]:
@@ -572,6 +623,25 @@ def _epoch_line(row: Metrics) -> str:
     return line
 
 
+def diverged_at(history: list[Metrics]) -> dict[str, int] | None:
+    """Epoch and update at which the training loss first became non-finite."""
+    for row in history:
+        if row.get("diverged_at_step") is not None:
+            return {"epoch": row["epoch"], "step": row["diverged_at_step"]}
+    return None
+
+
+def _divergence_line(
+    config: TrainConfig, row: Metrics, workdir: Path, stopped: bool
+) -> str:
+    what = "stopped" if stopped else "training on (--nostop_on_divergence)"
+    return (
+        f"{config.optimizer} diverged: the training loss became non-finite at "
+        f"update {row['diverged_at_step']} (epoch {row['epoch']}); {what}; see "
+        f"{workdir / 'summary.json'}"
+    )
+
+
 def build_summary(
     config: TrainConfig,
     history: list[Metrics],
@@ -590,6 +660,8 @@ def build_summary(
         "platform": jax.devices()[0].platform,
         "conv_impl": resolve_conv_impl(config.conv_impl),
         "epochs_done": history[-1]["epoch"],
+        "diverged": diverged_at(history) is not None,
+        "diverged_at": diverged_at(history),
         "final_test_accuracy": history[-1]["test_accuracy"],
         "best_test_accuracy": best["test_accuracy"],
         "best_epoch": best["epoch"],

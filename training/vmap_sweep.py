@@ -43,7 +43,7 @@ import optax
 import phs_optax
 from phs_optax_models import LeNet5
 from phs_optax_training import data as data_lib
-from phs_optax_training import engine, train_lib
+from phs_optax_training import engine, strict_json, train_lib
 from phs_optax_training.config import (
     EXTENSION_DEFAULTS,
     TrainConfig,
@@ -250,8 +250,11 @@ def make_sweep_step(
         params, opt_state, loss, correct = jax.vmap(
             one_config, in_axes=(0, 0, None, 0, order_axis, None, None)
         )(params, opt_state, step, triggers, permutations, images, labels)
-        totals = totals + jnp.stack([loss * batch_size, correct], axis=1)
-        return params, opt_state, totals, step + 1
+        zero = jnp.zeros_like(loss)
+        totals = totals + jnp.stack([loss * batch_size, correct, zero], axis=1)
+        # Column 2: each configuration's first update with a non-finite loss.
+        nonfinite = jnp.where(jnp.isfinite(loss), jnp.inf, step.astype(jnp.float32))
+        return params, opt_state, totals.at[:, 2].min(nonfinite), step + 1
 
     return jax.jit(step_all, donate_argnums=(0, 1, 2))
 
@@ -370,7 +373,7 @@ class _ValidationTriggers:
 
 def _row_for(config, opt_state, epoch, step, train, evaluations, seconds, wall):
     """One metrics.jsonl row, in train.py's format."""
-    train_loss, train_accuracy = train
+    train_loss, train_accuracy, nonfinite_step = train
     kinetic, hamiltonian = train_lib.energy(opt_state, config, train_loss)
     validation = evaluations.get("validation")
     return {
@@ -386,13 +389,16 @@ def _row_for(config, opt_state, epoch, step, train, evaluations, seconds, wall):
         "hamiltonian": hamiltonian,
         "images_per_second": seconds,
         "wall_time": wall,
+        "diverged_at_step": None if np.isinf(nonfinite_step) else int(nonfinite_step),
     }
 
 
 def _train_epoch(program, params, opt_state, step, triggers, permutations, train):
     """One epoch of updates of every configuration; also returns each one's
-    summed training loss and correct count (float64[n, 2])."""
-    totals = jnp.zeros((triggers.brake_at.shape[0], 2), jnp.float32)
+    summed training loss, correct count and first update with a non-finite
+    loss (inf: none) as float64[n, 3]."""
+    num_configs = triggers.brake_at.shape[0]
+    totals = jnp.zeros((num_configs, 3), jnp.float32).at[:, 2].set(jnp.inf)
     for _ in range(program.steps_per_epoch):
         params, opt_state, totals, step = program.step_all(
             params,
@@ -407,15 +413,16 @@ def _train_epoch(program, params, opt_state, step, triggers, permutations, train
     return params, opt_state, step, np.asarray(totals, np.float64)
 
 
-def _epoch_rows(configs, opt_state, epoch, step, train_means, evaluations, rate, wall):
-    """Each configuration's metrics.jsonl row of this epoch."""
+def _epoch_rows(configs, opt_state, epoch, step, totals, evaluations, rate, wall):
+    """Each configuration's metrics.jsonl row of this epoch (``totals`` from
+    :func:`_train_epoch`, the sums already divided by the example count)."""
     return [
         _row_for(
             config,
             _slice(opt_state, i),
             epoch,
             int(step),
-            (train_means[i, 0], train_means[i, 1]),
+            (totals[i, 0], totals[i, 1], totals[i, 2]),
             {
                 name: (float(loss[i]), float(accuracy[i]))
                 for name, (loss, accuracy) in evaluations.items()
@@ -465,12 +472,21 @@ def _train_chunk(
             opt_state,
             epoch,
             step,
-            totals / count,
+            np.concatenate([totals[:, :2] / count, totals[:, 2:]], axis=1),
             evaluations,
             count / seconds,
             time.time() - start,
         )
-        for history, row in zip(histories, rows, strict=True):
+        for config, history, row in zip(configs, histories, rows, strict=True):
+            if (
+                row["diverged_at_step"] is not None
+                and train_lib.diverged_at(history) is None
+            ):
+                log(
+                    f"[{program.group}] {run_name(config)} diverged at update "
+                    f"{row['diverged_at_step']} (epoch {epoch}); recorded, the "
+                    "others train on"
+                )
             history.append(row)
         log(
             f"[{program.group}] epoch {epoch}/{base.num_epochs}: {len(configs)} "
@@ -537,7 +553,7 @@ def _write_run(sweep_dir, config, history, params, program, dataset, group_size)
     )
     summary["sweep_group"] = program.group
     summary["sweep_configs_per_program"] = group_size
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    strict_json.write(workdir / "summary.json", summary)
     return summary
 
 
