@@ -55,6 +55,7 @@ def run_train(args, *, env=None, timeout=300):
         ("--brake_trigger=step", "brake_at_step"),
         ("--brake_at_step=5", "brake_trigger=step"),
         ("--release_energy=-1", "release_energy"),
+        ("--max_checkpoints=0", "max_checkpoints"),
     ],
 )
 def test_bad_flag_is_one_line_and_exit_code_2(flag, message, tmp_path, capsys):

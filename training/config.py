@@ -215,6 +215,10 @@ def validate(config: TrainConfig, num_devices: int) -> None:
         config.checkpoint_every_epochs >= 1,
         f"--checkpoint_every_epochs must be >= 1, got {config.checkpoint_every_epochs}",
     )
+    _require(
+        config.max_checkpoints >= 1,
+        f"--max_checkpoints must be >= 1, got {config.max_checkpoints}",
+    )
     _validate_extensions(config)
     shards = config.data_shards
     _require(
