@@ -38,7 +38,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CASES = ("fmnist-64", "cifar-64", "fmnist-256")
-PEAK_FLOPS = 200e9  # 2 AVX-512 cores, float32 FMA (the estimate)
+PEAK_FLOPS = 200e9  # assumed peak: 2 AVX-512 cores, float32 FMA
 
 
 def training_flops_per_image(case: str) -> float:

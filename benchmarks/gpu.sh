@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU path, in one go, for a lent GPU machine without network (jax with
+# The GPU path, in one go, for a GPU machine without network (jax with
 # CUDA, flax, optax, chex and PyTorch installed; no tensorflow-datasets).
 #
 # Before, here: copy the data into an ignored folder of the repository

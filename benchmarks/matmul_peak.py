@@ -2,7 +2,8 @@
 
     python benchmarks/matmul_peak.py
 
-The issue's compute limit for LeNet-5 assumes 200 GFLOP/s (2 AVX-512 cores).
+The compute limit for LeNet-5 (``compare.py``) assumes 200 GFLOP/s (2 AVX-512
+cores).
 Development VMs differ (one had AVX2 only), so this measures what a large
 float32 matrix product reaches here with NumPy, JAX and, if installed,
 PyTorch: 2 n^3 FLOPs over the median of ``--repeats`` products. Prints one

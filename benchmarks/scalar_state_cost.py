@@ -3,14 +3,14 @@
     python benchmarks/scalar_state_cost.py                # both cores
     taskset -c 0 python benchmarks/scalar_state_cost.py   # one core
 
-goal_phs's state kept its bookkeeping (friction in force, initial loss, braked
+goal_phs's state keeps its bookkeeping (friction in force, initial loss, braked
 flag, brake step, monitored loss, ...) as separate scalar fields of a
-NamedTuple until session 10. XLA's CPU backend (jaxlib 0.10.2) compiles each
-scalar field that changes in an update into its own small kernel (thunk):
-goal_phs's compiled update had about 10 more fusions and 2 more copies than
-optax's momentum (count them in ``jax.jit(...).lower(...).compile().as_text()``);
-packed into one float32 and one int32 array it has 3 more fusions and 2 more
-copies. This
+NamedTuple. XLA's CPU backend (jaxlib 0.10.2) compiles each scalar field that
+changes in an update into its own small kernel (thunk): with separate fields
+(commit b2ad6fa), goal_phs's compiled update had about 10 more fusions and 2
+more copies than optax's momentum (count them in
+``jax.jit(...).lower(...).compile().as_text()``); packed into one float32 and
+one int32 array (commit f38bba7) it had 3 more fusions and 2 more copies. This
 measures what that costs on LeNet-5, as in ``optimizer_cost.py`` (update +
 ``apply_updates``, many steps in one jitted loop, the variants' calls
 interleaved in rounds): optax's momentum alone, the same plus ``K`` scalar

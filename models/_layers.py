@@ -74,7 +74,7 @@ def _conv_images_grad(grad_out: jax.Array, kernel: jax.Array, dtype) -> jax.Arra
     kernel, 4x4 or 5x5 outputs) spends most of its multiplications on the
     padding. Adding the rows in place keeps XLA from fusing the window sums
     into the next (transposing) kernel, where they ran slower than this.
-    Session 12 of benchmarks/RESULTS.md has the measurements.
+    benchmarks/RESULTS.md has the measurements.
     """
     n, rows, cols, out_channels = grad_out.shape
     height, width, in_channels, _ = kernel.shape
@@ -137,7 +137,7 @@ def _space_to_depth_kernel(kernel: jax.Array, block: int = 2) -> jax.Array:
 def _window_max(groups: jax.Array) -> jax.Array:
     """The max over the window positions (the last axis, size 4), as
     elementwise maxima of its slices: XLA:CPU runs a reduction over a minor
-    axis of 4 several times slower (benchmarks/RESULTS.md, session 15)."""
+    axis of 4 several times slower (benchmarks/RESULTS.md)."""
     return jnp.maximum(
         jnp.maximum(groups[..., 0], groups[..., 1]),
         jnp.maximum(groups[..., 2], groups[..., 3]),
@@ -169,7 +169,7 @@ def _pool_grad(first_max: jax.Array, grad_out: jax.Array) -> jax.Array:
     """The gradient of the window max: to each window's first maximum.
 
     Broadcast along the last axis: along axis 3, XLA:CPU's kernel ran about
-    4x slower (benchmarks/RESULTS.md, session 15).
+    4x slower (benchmarks/RESULTS.md).
     """
     positions = lax.broadcasted_iota(jnp.int8, (1, 1, 1, 1, 4), 4)
     return jnp.where(positions == first_max[..., None], grad_out[..., None], 0)

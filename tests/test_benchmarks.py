@@ -73,7 +73,7 @@ def test_torch_reference_lenet_has_the_project_parameter_count():
         assert model(torch.zeros(2, channels, size, size)).shape == (2, 10)
 
 
-def test_compute_limit_uses_the_issue_flop_count():
+def test_compute_limit_uses_the_lenet5_flop_count():
     compare = import_benchmark("compare")
     # About 1.7 MFLOP per 28x28 image, forward and backward.
     assert compare.training_flops_per_image("fmnist-64") / 1e6 == pytest.approx(

@@ -1,4 +1,4 @@
-"""The options of goal_phs for several minima in one run (issue 6).
+"""The options of goal_phs beyond the paper, for several minima in one run.
 
 Deadline (optionally restoring the best params), goal adaptation, release of
 the brake (by steps or by kinetic energy, at most ``max_releases`` times) and
@@ -38,7 +38,7 @@ LR, MASS, FRICTION, GOAL, BRAKE_FACTOR = 0.0625, 2.0, 0.25, 0.5, 24.0
 
 
 class PhaseReference:
-    """goal_phs with every option of issue 6, in float64, one update at a time.
+    """goal_phs with every option beyond the paper, in float64, one update at a time.
 
     Conformal or symplectic integrator, momentum drag; raw, EMA or window-mean
     monitored loss. ``step`` takes the gradient leaves, the param leaves the
@@ -320,8 +320,8 @@ class LegacyState(NamedTuple):
 
 
 def legacy_goal_phs(integrator, ema_decay=None, accumulation_size=None):
-    """``goal_phs`` before issue 6 (commit 424cd01), verbatim apart from names:
-    the specification of "all options off"."""
+    """``goal_phs`` without the options beyond the paper (commit 424cd01),
+    verbatim apart from names: the specification of "all options off"."""
     f32 = lambda x: jnp.asarray(x, jnp.float32)
 
     def init(params):

@@ -3,7 +3,7 @@
 A run compiles its init, train and evaluation programs anew in every process;
 with the cache, a later run with the same shapes and flags loads them instead
 (5-6 s off a one-epoch Fashion-MNIST run on the 2-core development CPU,
-benchmarks/RESULTS.md session 13).
+benchmarks/RESULTS.md).
 The cache is size-capped, so JAX evicts old entries and takes a file lock
 (``filelock``) around reads and writes: several processes (``--processes``,
 multi-process training) can share it.

@@ -33,7 +33,7 @@ READINGS = ("reduction", "remaining")
 # when read as the REMAINING fraction of the initial loss (brake once the loss
 # is down to G * initial, i.e. a reduction of 1 - G = 80-85%); a 15% reduction
 # would brake almost at once. These defaults are our best guess, not the
-# paper's word: an issue-level reproduction must run BOTH readings per table.
+# paper's word: a full reproduction must run BOTH readings per table.
 DEFAULT_GOAL_READING: dict[str, Reading] = {
     "table1": "reduction",
     "table2": "remaining",

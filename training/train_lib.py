@@ -47,7 +47,7 @@ AXIS = "batch"
 # gradients' all-reduce when a pmapped step runs on several host devices and
 # about 128 device executions or more wait in its queue: 4 devices x 64
 # dispatched steps and 2 x 120 aborted, 4 x 32 and 2 x 64 ran (2-core VM,
-# benchmarks/RESULTS.md, session 14). So the training loop waits for its last
+# benchmarks/RESULTS.md). So the training loop waits for its last
 # step once it has queued this many executions; one wait per 64 executions
 # costs a dispatch latency, far below the steps' time.
 MAX_QUEUED_EXECUTIONS = 64
