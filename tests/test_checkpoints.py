@@ -251,3 +251,23 @@ def test_all_checkpoints_bad_exits_4_in_one_line_and_changes_nothing(
     assert "epoch 2 is unreadable (" in lines[0]
     assert snapshot(workdir) == before
     assert not (workdir / "rejected_checkpoints").exists()
+
+
+def test_a_garbled_manifest_without_checksums_resumes_with_one_line_no_traceback(
+    workdir, small_fashion_mnist_dir
+):
+    (workdir / "checkpoints" / "3" / "checksums.json").unlink()
+    _garble_the_manifest(workdir / "checkpoints" / "3")
+    result = run_train(
+        [
+            f"--data_dir={small_fashion_mnist_dir}",
+            "--num_epochs=4",
+            f"--workdir={workdir}",
+            *QUICK_FLAGS,
+        ],
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    fallback = [line for line in result.stderr.splitlines() if "falling back" in line]
+    assert len(fallback) == 1 and fallback[0].endswith("falling back to epoch 2")

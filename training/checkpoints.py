@@ -304,11 +304,12 @@ class Checkpoints:
                 raw = checkpointer.restore(self.step_dir(epoch) / _ITEM)
             got = {path: np.asarray(leaf) for path, leaf in _flatten(raw).items()}
         except Exception as error:  # orbax raises errors of many kinds
+            # Not closed: after a failed read, tensorstore's pending callbacks
+            # would land on a closed event loop, each printing a traceback.
             raise CheckpointError(
                 CheckpointError.UNREADABLE, _short(error, self.step_dir(epoch))
             ) from None
-        finally:
-            checkpointer.close()
+        checkpointer.close()
         want = _flatten(target)
         missing = [path for path in want if path not in got]
         unexpected = [path for path in got if path not in want]
