@@ -79,6 +79,8 @@ def test_a_sweep_records_a_diverged_configuration_and_trains_the_others(
     assert not stable["diverged"] and stable["diverged_at"] is None
     assert stable["epochs_done"] == 2
     assert any("diverged at update" in m for m in messages)
+    table = (tmp_path / "results.md").read_text()
+    assert table.count("(diverged)") == 1
     for config in configs:
         strict_lines(tmp_path / run_name(config) / "metrics.jsonl")
         summary_text = (tmp_path / run_name(config) / "summary.json").read_text()

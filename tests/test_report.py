@@ -370,3 +370,18 @@ def test_figure1_grid_is_the_mean_over_seeds(tmp_path):
     assert len(grid.masses) * len(grid.frictions) >= 2
     finite = [v for row in grid.values for v in row if not np.isnan(v)]
     assert finite == pytest.approx([85.0, 85.0])
+
+
+def test_a_diverged_run_stays_in_its_row_and_the_row_says_so(folder):
+    summary_path = folder / run_name(config_of(PAIR.phs, 1)) / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "diverged": True}))
+
+    runs = report.load_runs(folder, "table2")
+    rows = {row.name: row for row in report.rows_data(runs, "table2")}
+    assert rows[PAIR.phs.name].diverged_seeds == (1,)
+    assert rows[PAIR.phs.name].final.n == 2  # kept in the mean
+    assert rows[PAIR.goal.name].diverged_seeds == ()
+    table = report.rows_markdown(list(rows.values()))
+    assert f"| {PAIR.phs.name} (diverged: seed 1) |" in table
+    assert f"| {PAIR.goal.name} |" in table

@@ -172,6 +172,7 @@ class Row:
     best: Spread
     best_epochs: tuple[int | None, ...]
     brake_epochs: tuple[float | None, ...]
+    diverged_seeds: tuple[int, ...] = ()  # seeds whose training loss went non-finite
 
 
 def rows_data(runs: Runs, table: str) -> list[Row]:
@@ -189,6 +190,11 @@ def rows_data(runs: Runs, table: str) -> list[Row]:
                 best=Spread.of(_percent(summaries, "best_test_accuracy")),
                 best_epochs=tuple(s["best_epoch"] for s in summaries),
                 brake_epochs=tuple(s["brake_epoch"] for s in summaries),
+                diverged_seeds=tuple(
+                    seed
+                    for seed, s in zip(seeds, summaries, strict=True)
+                    if s.get("diverged")
+                ),
             )
         )
     return rows
@@ -605,6 +611,15 @@ def _brakes(values: Sequence[float | None]) -> str:
     return _epochs([None if v is None else round(v, 2) for v in values])
 
 
+def _diverged_mark(row: Row) -> str:
+    """ " (diverged: seeds 0, 2)" for a row with diverged runs (kept in the means)."""
+    if not row.diverged_seeds:
+        return ""
+    return f" (diverged: seed{'s' if len(row.diverged_seeds) > 1 else ''} " + (
+        ", ".join(map(str, row.diverged_seeds)) + ")"
+    )
+
+
 def rows_markdown(rows: Sequence[Row]) -> str:
     lines = [
         "| row | goal reading | paper | seeds | final | best | best at epoch | brake epoch |",
@@ -612,7 +627,8 @@ def rows_markdown(rows: Sequence[Row]) -> str:
     ]
     for row in rows:
         lines.append(
-            f"| {row.name} | {row.reading} | {row.paper:.2f} | {len(row.seeds)} "
+            f"| {row.name}{_diverged_mark(row)} | {row.reading} | {row.paper:.2f} "
+            f"| {len(row.seeds)} "
             f"| {mean_std(row.final)} | {mean_std(row.best)} "
             f"| {_epochs(row.best_epochs)} "
             f"| {_brakes(row.brake_epochs) if row.reading else ''} |"

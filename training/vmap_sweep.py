@@ -672,7 +672,8 @@ def markdown_table(configs: Sequence[TrainConfig], summaries: dict[str, dict]) -
                 [
                     *_describe(config),
                     str(config.seed),
-                    f"{summary['final_test_accuracy']:.4f}",
+                    f"{summary['final_test_accuracy']:.4f}"
+                    + (" (diverged)" if summary.get("diverged") else ""),
                     f"{summary['best_test_accuracy']:.4f}",
                     _brake(summary["brake_epoch"]),
                 ]
