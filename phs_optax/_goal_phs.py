@@ -24,23 +24,23 @@ class GoalPHSState(NamedTuple):
     ``best_loss``, which is always tracked.
     """
 
-    count: jax.Array  # int32: the number of updates done.
-    momentum: optax.Updates  # p, a pytree like the params.
-    friction: jax.Array  # float32: the friction in force (raised at once by brake()).
-    brake_factor: jax.Array  # float32: the brake factor of the last update.
-    braked: jax.Array  # bool: whether the raised friction is in force.
-    brake_step: jax.Array  # int32: the first update with the raised friction; -1.
-    initial_loss: jax.Array  # float32: the reference loss of the goal; NaN before.
-    monitored_loss: jax.Array  # float32: the (smoothed) loss last monitored; NaN.
-    loss_sum: jax.Array  # float32: the current window's sum (accumulation_size).
-    loss_count: jax.Array  # int32: how many losses the current window holds.
-    best_loss: jax.Array  # float32: the lowest finite monitored loss; NaN before.
-    goal_in_force: jax.Array  # float32: the goal of this phase (goal_patience).
-    phase_start: jax.Array  # int32: the update that began exploration.
-    last_brake_step: jax.Array  # int32: the update that began exploitation; -1.
-    releases: jax.Array  # int32: how many times the brake was released.
-    best_params: optax.Params | None  # the params at best_loss, if kept; else None.
-    kick_key: jax.Array | None  # PRNG key of random kicks; else None.
+    count: jax.Array  #: int32: the number of updates done.
+    momentum: optax.Updates  #: p, a pytree like the params.
+    friction: jax.Array  #: float32: the friction in force (raised at once by brake()).
+    brake_factor: jax.Array  #: float32: the brake factor of the last update.
+    braked: jax.Array  #: bool: whether the raised friction is in force.
+    brake_step: jax.Array  #: int32: the first update with raised friction; -1 before.
+    initial_loss: jax.Array  #: float32: the reference loss of the goal; NaN before.
+    monitored_loss: jax.Array  #: float32: the (smoothed) loss last monitored; NaN.
+    loss_sum: jax.Array  #: float32: the current window's sum (accumulation_size).
+    loss_count: jax.Array  #: int32: how many losses the current window holds.
+    best_loss: jax.Array  #: float32: the lowest finite monitored loss; NaN before.
+    goal_in_force: jax.Array  #: float32: the goal of this phase (goal_patience).
+    phase_start: jax.Array  #: int32: the update that began exploration.
+    last_brake_step: jax.Array  #: int32: the update that began exploitation; -1 before.
+    releases: jax.Array  #: int32: how many times the brake was released.
+    best_params: optax.Params | None  #: the params at best_loss, if kept; else None.
+    kick_key: jax.Array | None  #: PRNG key of random kicks; else None.
 
 
 def goal_phs(
@@ -70,12 +70,14 @@ def goal_phs(
     kick_seed: int | jax.Array | None = None,
     track_best_params: bool = False,
 ) -> optax.GradientTransformationExtraArgs:
-    """Goal-oriented port-Hamiltonian momentum ("who breaks early, loses").
+    r"""Goal-oriented port-Hamiltonian momentum ("who breaks early, loses").
 
     Explores with the low friction ``friction`` and, the first time the
     monitored loss has fallen by the fraction ``goal`` below the initial loss,
 
-        monitored_k <= (1 - goal) * initial_loss,
+    .. math::
+
+      \mathrm{monitored}_k \le (1 - \mathrm{goal}) \cdot \mathrm{initial\_loss},
 
     multiplies the friction once by ``brake_factor`` and keeps it there
     (exploitation). The update of the step whose loss reaches the goal already
@@ -84,7 +86,10 @@ def goal_phs(
     such as cross-entropy; for a loss with another lower bound give it as
     ``loss_floor``, and the goal is measured on ``loss - loss_floor``:
 
-        monitored_k - loss_floor <= (1 - goal) * (initial_loss - loss_floor).
+    .. math::
+
+      \mathrm{monitored}_k - \mathrm{loss\_floor}
+      \le (1 - \mathrm{goal}) \cdot (\mathrm{initial\_loss} - \mathrm{loss\_floor}).
 
     A reference loss at or below the floor (0 by default) leaves no fraction to
     fall by: the goal then never brakes (the deadline and :func:`brake` still
@@ -92,7 +97,7 @@ def goal_phs(
     {dynamics}
     The monitored loss is the ``value`` passed to ``update`` (default, as in
     the paper), or, to brake on a trend rather than on one lucky minibatch,
-    its exponential moving average ``ema_k = ema_decay * ema_{{k-1}} + (1 -
+    its exponential moving average ``ema_k = ema_decay * ema_{k-1} + (1 -
     ema_decay) * value_k`` (started at the first value), or the mean over
     consecutive windows of ``accumulation_size`` steps, compared once per
     window (as ``accumulation_size`` in ``optax.contrib.reduce_on_plateau``).
@@ -124,7 +129,9 @@ def goal_phs(
     * Goal adaptation (``goal_patience=P``, ``goal_decay=r``, default 0.5): the
       goal in force at exploration update ``k`` is
 
-          goal_k = goal * r ** floor((k - s) / P),
+      .. math::
+
+        \mathrm{goal}_k = \mathrm{goal} \cdot r^{\lfloor (k - s) / P \rfloor},
 
       i.e. each ``P`` updates without reaching the goal make it easier
       (a smaller required reduction); the brake comes at the first ``k`` with
@@ -229,6 +236,16 @@ def goal_phs(
       >>> loss, grads = jax.value_and_grad(loss_fn)(params)
       >>> updates, state = tx.update(grads, state, params, value=loss)
       >>> params = optax.apply_updates(params, updates)
+      >>> bool(state.braked)
+      False
+
+    References:
+      Burghoff, Heinrich Monells and Gottschalk, `Who breaks early, looses: goal
+      oriented training of deep neural networks based on port Hamiltonian
+      dynamics <https://arxiv.org/abs/2304.07070>`_, 2023
+
+      França, Sulam, Robinson and Vidal, `Conformal symplectic and relativistic
+      optimization <https://arxiv.org/abs/1903.04100>`_, NeurIPS 2020
     """
     _validation.check_dynamics(
         "goal_phs", learning_rate, mass, friction, integrator, drag
@@ -496,4 +513,4 @@ def _optional(convert: Any, value: Any) -> jax.Array | None:
     return None if value is None else convert(value)
 
 
-goal_phs.__doc__ = goal_phs.__doc__.format(dynamics=DYNAMICS_DOC)
+goal_phs.__doc__ = goal_phs.__doc__.replace("{dynamics}", DYNAMICS_DOC)

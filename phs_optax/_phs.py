@@ -12,61 +12,63 @@ import optax
 from phs_optax import _validation
 from phs_optax._dynamics import phs_step
 
-DYNAMICS_DOC = """
-  The dynamics are the damped Hamiltonian system of the paper's eq. 3, with
-  ``alpha`` the learning rate, ``m`` the mass, ``gamma`` the friction and ``p``
-  the momentum (zero at the start); the integrator is applied to
-  ``H(theta, p) = |p|^2 / (2 m) + L(theta)``::
+DYNAMICS_DOC = r"""
+    The dynamics are the damped Hamiltonian system of the paper's eq. 3, with
+    ``alpha`` the learning rate, ``m`` the mass, ``gamma`` the friction and ``p``
+    the momentum (zero at the start); the integrator is applied to
+    ``H(theta, p) = |p|^2 / (2 m) + L(theta)``. The paper's eq. 2 is
 
-      theta_{k+1} = theta_k + (alpha / m) * p_k                       (eq. 2)
-      p_{k+1}     = p_k - alpha * (gamma / m) * p_k - alpha * grad L(theta_k)
+    .. math::
 
-  ``integrator`` chooses how this is discretised, always with
-  ``p_{k+1} = d * p_k - alpha * grad L(theta_k)``:
+      \theta_{k+1} &= \theta_k + \frac{\alpha}{m} p_k \\
+      p_{k+1} &= p_k - \alpha \frac{\gamma}{m} p_k - \alpha \nabla L(\theta_k)
 
-  * ``"euler"``: eq. 2 to the letter, ``d = 1 - alpha * c`` and theta moves
-    with the old momentum ``p_k`` (so the very first update is zero and each
-    gradient acts one step late).
-  * ``"symplectic"``: the semi-implicit (symplectic) Euler step, ``d = 1 -
-    alpha * c`` and theta moves with ``p_{k+1}``. This is the heavy-ball method
-    with momentum ``1 - alpha * c`` and step ``alpha^2 / m``.
-  * ``"conformal"`` (default): the conformal symplectic Euler step (Franca et
-    al., 2020): the friction flow ``dp/dt = -c p`` is integrated exactly,
-    ``d = exp(-alpha * c)``, then the symplectic Euler step. ``d`` stays in
-    ``(0, 1]`` for every ``alpha * c``, where the explicit factor ``1 - alpha *
-    c`` is negative or below -1 for some rows of the paper's tables (e.g. alpha
-    = 1e-4, m = 1e-3, gamma = 10 braked by 5 or 100 with ``drag="velocity"``),
-    which makes the momentum flip sign every step or blow up. For small ``alpha
-    * c`` it agrees with eq. 2's factor to first order, ``exp(-x) = 1 - x +
-    O(x^2)``. It is the default because it runs every row of the paper's Tables
-    1 and 2 without overflow with either drag.
+    ``integrator`` chooses how this is discretised, always with
+    ``p_{k+1} = d * p_k - alpha * grad L(theta_k)``:
 
-  ``drag`` chooses the damping rate ``c`` of the friction force ``-c p``:
+    * ``"euler"``: eq. 2 to the letter, ``d = 1 - alpha * c`` and theta moves
+      with the old momentum ``p_k`` (so the very first update is zero and each
+      gradient acts one step late).
+    * ``"symplectic"``: the semi-implicit (symplectic) Euler step, ``d = 1 -
+      alpha * c`` and theta moves with ``p_{k+1}``. This is the heavy-ball method
+      with momentum ``1 - alpha * c`` and step ``alpha^2 / m``.
+    * ``"conformal"`` (default): the conformal symplectic Euler step (Franca et
+      al., 2020): the friction flow ``dp/dt = -c p`` is integrated exactly,
+      ``d = exp(-alpha * c)``, then the symplectic Euler step. ``d`` stays in
+      ``(0, 1]`` for every ``alpha * c``, where the explicit factor ``1 - alpha *
+      c`` is negative or below -1 for some rows of the paper's tables (e.g. alpha
+      = 1e-4, m = 1e-3, gamma = 10 braked by 5 or 100 with ``drag="velocity"``),
+      which makes the momentum flip sign every step or blow up. For small ``alpha
+      * c`` it agrees with eq. 2's factor to first order, ``exp(-x) = 1 - x +
+      O(x^2)``. It is the default because it runs every row of the paper's Tables
+      1 and 2 without overflow with either drag.
 
-  * ``"velocity"``: ``c = gamma / m``, eq. 2 and 3 as printed (the force is
-    ``-gamma * velocity``). ``integrator="euler", drag="velocity"`` is eq. 2 to
-    the letter.
-  * ``"momentum"`` (default): ``c = gamma``. Evidence for this default: in the
-    heavy-ball reading the effective gradient step is ``alpha / (m * c)``. With
-    ``c = gamma / m`` it is ``alpha / gamma``, which is 1.0 at the paper's
-    headline row (alpha = 0.1, gamma = 0.1, m = 10; an independent PyTorch run
-    of eq. 2 there died by epoch 3 at 10% test accuracy where the paper reports
-    90.36%) and 1e-5 plain gradient descent at alpha = 1e-4, gamma = 10, m =
-    1e-3 (11% accuracy, paper 90.17%). With ``c = gamma`` the effective step is
-    ``alpha / (m * gamma)``, between 0.01 and 0.1 for every row of both tables,
-    and those rows train (88.6% and 89.3% in the same PyTorch runs). This
-    project's pilot (``results/protocol/``, batch 64, 10 epochs) agrees: three
-    PHS rows of Table 2 reach 88.8/87.1/88.0% with ``drag="momentum"`` and
-    25.6/68.3/79.9% with ``drag="velocity"`` (paper 90.36/90.34/90.13%). The
-    paper's code is not public.
+    ``drag`` chooses the damping rate ``c`` of the friction force ``-c p``:
+
+    * ``"velocity"``: ``c = gamma / m``, eq. 2 and 3 as printed (the force is
+      ``-gamma * velocity``). ``integrator="euler", drag="velocity"`` is eq. 2 to
+      the letter.
+    * ``"momentum"`` (default): ``c = gamma``. Evidence for this default: in the
+      heavy-ball reading the effective gradient step is ``alpha / (m * c)``. With
+      ``c = gamma / m`` it is ``alpha / gamma``, which is 1.0 at the paper's
+      headline row (alpha = 0.1, gamma = 0.1, m = 10; an independent PyTorch run
+      of eq. 2 there died by epoch 3 at 10% test accuracy where the paper reports
+      90.36%) and 1e-5 plain gradient descent at alpha = 1e-4, gamma = 10, m =
+      1e-3 (11% accuracy, paper 90.17%). With ``c = gamma`` the effective step is
+      ``alpha / (m * gamma)``, between 0.01 and 0.1 for every row of both tables,
+      and those rows train (88.6% and 89.3% in the same PyTorch runs). This
+      project's pilot (``results/protocol/``, batch 64, 10 epochs) agrees: three
+      PHS rows of Table 2 reach 88.8/87.1/88.0% with ``drag="momentum"`` and
+      25.6/68.3/79.9% with ``drag="velocity"`` (paper 90.36/90.34/90.13%). The
+      paper's code is not public.
 """
 
 
 class PHSState(NamedTuple):
     """State of :func:`phs`."""
 
-    count: jax.Array  # int32 scalar: the number of updates done.
-    momentum: optax.Updates  # p, a pytree like the params.
+    count: jax.Array  #: int32 scalar: the number of updates done.
+    momentum: optax.Updates  #: p, a pytree like the params.
 
 
 def zeros_like(params: optax.Params, dtype: Any) -> optax.Updates:
@@ -120,9 +122,19 @@ def phs(
     Example:
       >>> import jax.numpy as jnp, optax, phs_optax
       >>> tx = phs_optax.phs(learning_rate=0.1, mass=10.0, friction=0.1)
-      >>> params = {{"w": jnp.ones(3)}}
+      >>> params = {"w": jnp.ones(3)}
       >>> state = tx.init(params)
-      >>> updates, state = tx.update({{"w": jnp.ones(3)}}, state, params)
+      >>> updates, state = tx.update({"w": jnp.ones(3)}, state, params)
+      >>> print(updates["w"])
+      [-0.001 -0.001 -0.001]
+
+    References:
+      Burghoff, Heinrich Monells and Gottschalk, `Who breaks early, looses: goal
+      oriented training of deep neural networks based on port Hamiltonian
+      dynamics <https://arxiv.org/abs/2304.07070>`_, 2023
+
+      França, Sulam, Robinson and Vidal, `Conformal symplectic and relativistic
+      optimization <https://arxiv.org/abs/1903.04100>`_, NeurIPS 2020
     """
     _validation.check_dynamics("phs", learning_rate, mass, friction, integrator, drag)
     _validation.check_dtype("phs", "momentum_dtype", momentum_dtype)
@@ -155,4 +167,4 @@ def phs(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-phs.__doc__ = phs.__doc__.format(dynamics=DYNAMICS_DOC)
+phs.__doc__ = phs.__doc__.replace("{dynamics}", DYNAMICS_DOC)

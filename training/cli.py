@@ -9,8 +9,8 @@ from pathlib import Path
 
 from absl import flags
 
-from phs_optax_training import xla_flags
-from phs_optax_training.config import TrainConfig, run_name, without_extensions
+from phs_optax_training import comparison, xla_flags
+from phs_optax_training.config import TrainConfig, run_name
 
 USAGE_ERROR = 2
 _DEFAULTS = TrainConfig()
@@ -51,6 +51,18 @@ flags.DEFINE_bool(
     "compare_baselines",
     False,
     "Also train phs and sgd with the same hyperparameters and print a comparison.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+    "demo",
+    False,
+    "The main job: goal_phs, phs and sgd with the hyperparameters of Table 2's "
+    f"row {comparison.DEMO_PRESET}, each at batch "
+    f"{' and at batch '.join(map(str, comparison.DEMO_BATCH_SIZES))}, "
+    f"{comparison.DEMO_EPOCHS} epochs, ending with a table and one sentence per "
+    "batch size. Other flags override its values, except "
+    f"{', '.join('--' + name for name in comparison.DEMO_OWN_FLAGS)}, --preset "
+    "and --compare_baselines, which it refuses.",
     flag_values=FLAGS,
 )
 flags.DEFINE_bool("quiet", False, "No progress bar.", flag_values=FLAGS)
@@ -99,11 +111,32 @@ def config_from_flags() -> TrainConfig:
     values = {
         field.name: FLAGS[field.name].value for field in dataclasses.fields(TrainConfig)
     }
-    if FLAGS.preset:
+    if FLAGS.demo:
+        values.update(_demo_values())
+    elif FLAGS.preset:
         values.update(_preset_values(FLAGS.preset, FLAGS.goal_reading))
     elif FLAGS.goal_reading:
-        raise UsageError("--goal_reading only applies together with --preset")
+        raise UsageError("--goal_reading only applies together with --preset or --demo")
     return TrainConfig(**values)
+
+
+def _demo_values() -> dict:
+    """The main job's goal_phs run: its preset's row and epochs; flags given
+    explicitly on the command line win."""
+    given = [
+        name
+        for name in ("preset", "compare_baselines", *comparison.DEMO_OWN_FLAGS)
+        if FLAGS[name].present
+    ]
+    if given:
+        raise UsageError(
+            f"--demo sets the optimizers, batch sizes and preset of its runs "
+            f"itself; drop --{given[0]}"
+        )
+    values = _preset_values(comparison.DEMO_PRESET, FLAGS.goal_reading)
+    if not FLAGS["num_epochs"].present:
+        values["num_epochs"] = comparison.DEMO_EPOCHS
+    return values
 
 
 def _preset_values(name: str, goal_reading: str | None) -> dict:
@@ -221,19 +254,36 @@ def run(argv: list[str]) -> None:
         _start_distributed()
         import jax
 
-        train_lib.validate(config, jax.device_count())
-        workdir = Path(FLAGS.workdir) if FLAGS.workdir else default_workdir(config)
-        new_folder = _first_missing(workdir)
+        if FLAGS.workdir:
+            workdir = Path(FLAGS.workdir)
+        elif FLAGS.demo:
+            workdir = comparison.demo_workdir(config)
+        else:
+            workdir = default_workdir(config)
         runs = {config.optimizer: (config, workdir)}
-        if FLAGS.compare_baselines:
-            runs = _with_baselines(config, workdir)
+        if FLAGS.demo:
+            runs = comparison.demo_runs(config, workdir)
+        elif FLAGS.compare_baselines:
+            runs = comparison.baselines(config, workdir)
+        for run_config, _ in runs.values():
+            train_lib.validate(run_config, jax.device_count())
+        new_folder = _first_missing(workdir)
+        dataset = None
+        if len(runs) > 1:  # loaded once for all runs
+            from phs_optax_training import data as data_lib
+
+            dataset = data_lib.load_dataset(config.dataset, config.data_dir)
+        if FLAGS.demo and jax.process_index() == 0:
+            print("\n".join(comparison.demo_intro(config)), flush=True)
         summaries = {}
         for name, (run_config, run_workdir) in runs.items():
             summaries[name] = train_lib.train_and_evaluate(
                 run_config,
                 run_workdir,
+                dataset=dataset,
                 progress=not FLAGS.quiet,
                 stop_on_divergence=FLAGS.stop_on_divergence,
+                label=name if len(runs) > 1 else None,
             )
             if FLAGS.plots and jax.process_index() == 0:
                 from phs_optax_training import plotting
@@ -250,23 +300,15 @@ def run(argv: list[str]) -> None:
     finally:
         if not finished and not in_use:
             _remove_if_unused(new_folder)
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and FLAGS.demo:
+        print("\n".join(comparison.demo_report(summaries, runs, config)))
+        if FLAGS.plots:
+            plots = comparison.demo_plots(runs)
+            print(f"comparison plots: {', '.join(map(str, plots))}")
+    elif jax.process_index() == 0:
         _print_summaries(summaries, runs, FLAGS.plots and FLAGS.compare_baselines)
     if any(summary["diverged"] for summary in summaries.values()):
         sys.exit(errors.DIVERGED)
-
-
-def _with_baselines(config: TrainConfig, workdir: Path) -> dict:
-    runs = {}
-    for optimizer in ("goal_phs", "phs", "sgd"):
-        runs[optimizer] = (
-            dataclasses.replace(
-                config if optimizer == "goal_phs" else without_extensions(config),
-                optimizer=optimizer,
-            ),
-            workdir / optimizer,
-        )
-    return runs
 
 
 def _print_summaries(summaries: dict, runs: dict, overlay: bool) -> None:

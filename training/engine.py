@@ -34,8 +34,8 @@ STEP_TRIGGERS = ("brake", "sgd_drop")
 class StepTrigger(NamedTuple):
     """A run's fixed-step trigger, as arrays (so configurations can be stacked)."""
 
-    brake_at: jax.Array  # int32: the update that brakes or drops; -1: never.
-    sgd_scale: jax.Array  # float32: SGD's factor on updates from brake_at on.
+    brake_at: jax.Array  #: int32: the update that brakes or drops; -1: never.
+    sgd_scale: jax.Array  #: float32: SGD's factor on updates from brake_at on.
 
 
 def step_trigger_kind(config: TrainConfig) -> str | None:
@@ -68,11 +68,13 @@ def correct_count(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> jax.
 
 
 class BatchResult(NamedTuple):
-    params: optax.Params
-    opt_state: optax.OptState
-    loss: jax.Array  # the batch's mean loss (averaged over axis_name if given)
-    correct: jax.Array  # float32: correct predictions in this replica's batch
-    grads: optax.Updates  # the gradients the update used
+    """What :func:`train_on_batch` returns."""
+
+    params: optax.Params  #: the params after the update.
+    opt_state: optax.OptState  #: the optimizer state after the update.
+    loss: jax.Array  #: the batch's mean loss (averaged over axis_name if given)
+    correct: jax.Array  #: float32: correct predictions in this replica's batch
+    grads: optax.Updates  #: the gradients the update used
 
 
 def train_on_batch(

@@ -397,8 +397,12 @@ def train_and_evaluate(
     dataset: data_lib.Dataset | None = None,
     progress: bool = True,
     stop_on_divergence: bool = True,
+    label: str | None = None,
 ) -> Metrics:
     """Trains and evaluates; writes metrics, summary and checkpoints to ``workdir``.
+
+    ``label`` (e.g. ``"goal_phs b10"``) starts every line the run prints, as
+    ``"[label] "``, so that the lines of several runs in one log can be told apart.
 
     Rerunning with the same ``workdir`` resumes from its newest good checkpoint
     (:mod:`phs_optax_training.checkpoints`: a corrupt or non-finite newer one
@@ -414,6 +418,11 @@ def train_and_evaluate(
     validate(config, jax.device_count())
     workdir = Path(workdir)
     is_writer = jax.process_index() == 0
+    prefix = f"[{label}] " if label else ""
+
+    def log(message: str) -> None:
+        _log(prefix + message)
+
     if dataset is None:  # before the workdir exists: bad data leaves no folder
         dataset = data_lib.load_dataset(config.dataset, config.data_dir)
     splits = split_data(dataset, config)
@@ -446,17 +455,17 @@ def train_and_evaluate(
     if restored:
         workdirs.check_num_epochs(workdir, config, start_epoch)
         for message in restored.messages:
-            _log(message)
+            log(message)
         checkpoints.set_aside(restored.rejected)  # so that they can be saved again
         state, loop = restored.state, restored.loop
         validation_brake = engine.ValidationBrake(
             config.validation_patience, float(loop["last_loss"]), int(loop["rises"])
         )
-        _log(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}.")
+        log(f"Resuming from the checkpoint of epoch {start_epoch} in {workdir}.")
     if is_writer:
         workdirs.record_config(
             workdir, config, jax.process_count(), stored_config,
-            resumed=restored is not None, log=_log,
+            resumed=restored is not None, log=log,
         )  # fmt: skip
     history = _read_metrics(metrics_path, start_epoch)
 
@@ -491,7 +500,7 @@ def train_and_evaluate(
         epoch_start = time.time()
         bar = tqdm(
             range(steps_per_epoch),
-            desc=f"epoch {epoch}/{config.num_epochs}",
+            desc=f"{prefix}epoch {epoch}/{config.num_epochs}",
             disable=not show_progress,
             leave=False,
         )
@@ -530,7 +539,7 @@ def train_and_evaluate(
         )
         if brake_on_validation and validation_brake.should_brake(validation_loss):
             if not bool(phs_optax.find_phs_state(opt_state).braked):
-                _log(f"Validation loss rose {config.validation_patience}x: braking.")
+                log(f"Validation loss rose {config.validation_patience}x: braking.")
                 state = state.replace(opt_state=brake_replicated(state.opt_state))
                 opt_state = jax_utils.unreplicate(state.opt_state)
         step = int(jax_utils.unreplicate(state.step))
@@ -550,11 +559,11 @@ def train_and_evaluate(
             "diverged_at_step": None if np.isinf(nonfinite) else int(nonfinite),
         }
         history.append(row)
-        _log(_epoch_line(row))
+        log(_epoch_line(row))
         if is_writer:
             write_metrics(metrics_path, history)
         if row["diverged_at_step"] is not None and not diverged:
-            _log(_divergence_line(config, row, workdir, stop_on_divergence))
+            log(_divergence_line(config, row, workdir, stop_on_divergence))
         diverged = diverged or row["diverged_at_step"] is not None
         if diverged and stop_on_divergence:
             break

@@ -60,8 +60,8 @@ class DataDirError(DataUnavailableError, errors.UsageError):
 class DataFileError(errors.UnreadableError, ValueError):
     """A data file is unreadable, truncated or corrupt; the message names it.
 
-    Exit code 4 (`errors.UNREADABLE`). Also a `ValueError`, as malformed data
-    has always been.
+    Exit code 4 (`errors.UNREADABLE`). Also a `ValueError`, so that callers
+    catching ValueError for malformed data catch it too.
     """
 
 
