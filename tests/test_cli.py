@@ -278,6 +278,25 @@ def test_help_lists_the_flags_and_exits_0():
     result = run_train(["--help"])
     assert result.returncode == 0, result.stderr
     assert "--learning_rate" in result.stdout and "--release_after" in result.stdout
+    assert result.stdout.startswith("usage: python train.py")
+    assert (
+        "Exit codes:" in result.stdout and "table2-lr0.1-goal-f0.1-m10" in result.stdout
+    )
+
+
+def test_help_describes_the_program_and_shows_every_flag_once_in_a_group():
+    from phs_optax_training import cli, cli_help, presets
+
+    text = cli_help.help_text(cli.FLAGS, "first line")
+    flag_lines = [line.split("=")[0].split()[0] for line in text.splitlines()
+                  if line.startswith("  --")]  # fmt: skip
+    assert sorted(flag_lines) == sorted(f"--{name}" for name in cli.FLAGS)
+    assert "Other:" not in text  # every flag has its group
+    for table in presets.TABLES:
+        for preset in presets.table_presets(table):
+            assert preset.name in text
+    for code in (0, 2, 3, 4, 5):
+        assert f"\n  {code}  " in text
 
 
 def test_every_goal_phs_option_is_a_config_field_and_flag_with_its_declared_help():

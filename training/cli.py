@@ -33,7 +33,10 @@ def _define_config_flags() -> None:
 
 _define_config_flags()
 flags.DEFINE_string(
-    "workdir", None, "Output folder (default: runs/<config>).", flag_values=FLAGS
+    "workdir",
+    None,
+    "Output folder (default: runs/<dataset>_<run name>).",
+    flag_values=FLAGS,
 )
 flags.DEFINE_string(
     "preset",
@@ -228,10 +231,9 @@ def _remove_if_unused(folder: Path | None) -> None:
 
 def run(argv: list[str]) -> None:
     if any(arg in ("-h", "--help", "-help", "--helpfull") for arg in argv[1:]):
-        print(
-            f"usage: python train.py [--flag=value ...]\n\n{xla_flags.HELP_LINE}"
-            f"\n{FLAGS}"
-        )
+        from phs_optax_training import cli_help
+
+        print(cli_help.help_text(FLAGS, xla_flags.HELP_LINE))
         sys.exit(0)
     try:
         rest = FLAGS(argv)
