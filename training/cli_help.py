@@ -101,7 +101,7 @@ def help_text(flag_values: flags.FlagValues, first_line: str) -> str:
     sections = [
         "usage: python train.py [--flag=value ...]",
         DESCRIPTION,
-        textwrap.fill(first_line, width=80),
+        first_line,
     ]
     for title, names in _groups(list(by_name)):
         sections.append(
