@@ -60,9 +60,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +110,20 @@ class Restored:
     loop: dict
     rejected: list[int]
     messages: list[str]
+
+
+_FAILED_CHECKPOINTERS: list = []
+_DRAIN_SECONDS = 1.0
+
+
+def _drain_callbacks() -> None:
+    """Waits ``_DRAIN_SECONDS`` with sys.stderr sent to a dropped buffer."""
+    saved = sys.stderr
+    sys.stderr = io.StringIO()
+    try:
+        time.sleep(_DRAIN_SECONDS)
+    finally:
+        sys.stderr = saved
 
 
 def _short(error: BaseException, within: Path | None = None) -> str:
@@ -304,8 +321,13 @@ class Checkpoints:
                 raw = checkpointer.restore(self.step_dir(epoch) / _ITEM)
             got = {path: np.asarray(leaf) for path, leaf in _flatten(raw).items()}
         except Exception as error:  # orbax raises errors of many kinds
-            # Not closed: after a failed read, tensorstore's pending callbacks
-            # would land on a closed event loop, each printing a traceback.
+            # After a failed read, tensorstore's pending callbacks land on the
+            # event loop orbax has closed, and each prints "Event loop is
+            # closed" with a traceback to sys.stderr from its own thread: the
+            # checkpointer is kept, and they are given time to finish into a
+            # buffer that is dropped (the verdict line says what is wrong).
+            _FAILED_CHECKPOINTERS.append(checkpointer)
+            _drain_callbacks()
             raise CheckpointError(
                 CheckpointError.UNREADABLE, _short(error, self.step_dir(epoch))
             ) from None
