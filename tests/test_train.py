@@ -335,3 +335,24 @@ def test_each_shard_has_its_own_epoch_order():
     orders = [train_lib.epoch_permutation(0, 1, 100, shard) for shard in (0, 1)]
     assert sorted(orders[0]) == list(range(100))
     assert not np.array_equal(orders[0], orders[1])
+
+
+def test_summary_records_what_produced_the_run(dataset, tmp_path):
+    import subprocess
+
+    summary = train_lib.train_and_evaluate(
+        TrainConfig(**{**QUICK, "num_epochs": 1}), tmp_path, dataset=dataset,
+        progress=False,
+    )  # fmt: skip
+    recorded = summary["provenance"]
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    ).stdout.strip()  # fmt: skip
+    if head:
+        assert recorded["commit"].removesuffix("+dirty") == head
+    assert recorded["versions"]["jax"] == jax.__version__
+    assert recorded["versions"]["optax"] and recorded["versions"]["flax"]
+    assert recorded["cpu"] and recorded["cpu_threads"] >= 1
+    assert recorded["device_count"] == jax.device_count()
+    assert recorded["device_kind"] == jax.devices()[0].device_kind

@@ -31,7 +31,7 @@ from tqdm import tqdm
 import phs_optax
 from phs_optax_models import LeNet5
 from phs_optax_training import data as data_lib
-from phs_optax_training import engine, errors, strict_json, workdirs
+from phs_optax_training import engine, errors, provenance, strict_json, workdirs
 from phs_optax_training.checkpoints import Checkpoints
 from phs_optax_training.config import (
     TrainConfig,
@@ -667,6 +667,7 @@ def build_summary(
         "devices": jax.device_count(),
         "processes": jax.process_count(),
         "platform": jax.devices()[0].platform,
+        "provenance": provenance.provenance(),
         "conv_impl": resolve_conv_impl(config.conv_impl),
         "epochs_done": history[-1]["epoch"],
         "diverged": diverged_at(history) is not None,
