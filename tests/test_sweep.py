@@ -272,6 +272,7 @@ def test_command_line_runs_a_validation_sweep_on_its_held_out_split(
             json.loads, (path.parent / "metrics.jsonl").read_text().splitlines()
         )
         assert row["validation_loss"] > 0
+        assert 0 <= row["validation_accuracy"] <= 1
 
 
 def test_fewer_than_one_configuration_per_program_is_rejected(tmp_path):
@@ -450,11 +451,10 @@ def test_the_sweep_runs_the_validation_trigger_as_train_py_does(dataset, tmp_pat
             json.loads(line)
             for line in (workdir / "metrics.jsonl").read_text().splitlines()
         ]
-        np.testing.assert_allclose(
-            [r["validation_loss"] for r in swept_rows],
-            [r["validation_loss"] for r in alone_rows],
-            rtol=1e-4,
-        )
+        for key in ("validation_loss", "validation_accuracy"):
+            np.testing.assert_allclose(
+                [r[key] for r in swept_rows], [r[key] for r in alone_rows], rtol=1e-4
+            )
     assert braked >= 2  # the trigger fired in the sweep, not only its absence
 
 

@@ -64,7 +64,7 @@ def test_metrics_line_per_epoch_has_every_field(dataset, tmp_path):
     assert [row["step"] for row in rows] == [16, 32]
     expected = {
         "epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-        "validation_loss", "friction", "braked", "brake_step", "kinetic_energy",
+        "validation_loss", "validation_accuracy", "friction", "braked", "brake_step", "kinetic_energy",
         "hamiltonian", "images_per_second", "wall_time", "diverged_at_step",
     }  # fmt: skip
     assert set(rows[0]) == expected

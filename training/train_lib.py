@@ -534,8 +534,8 @@ def train_and_evaluate(
         opt_state = jax_utils.unreplicate(state.opt_state)
         train_loss = loss_sum / count
         kinetic, hamiltonian = energy(opt_state, config, train_loss)
-        validation_loss = (
-            evaluations["validation"][0] if "validation" in evaluations else None
+        validation_loss, validation_accuracy = evaluations.get(
+            "validation", (None, None)
         )
         if brake_on_validation and validation_brake.should_brake(validation_loss):
             if not bool(phs_optax.find_phs_state(opt_state).braked):
@@ -551,6 +551,7 @@ def train_and_evaluate(
             "test_loss": evaluations["test"][0],
             "test_accuracy": evaluations["test"][1],
             "validation_loss": validation_loss,
+            "validation_accuracy": validation_accuracy,
             **brake_info(opt_state, config, step),
             "kinetic_energy": kinetic,
             "hamiltonian": hamiltonian,

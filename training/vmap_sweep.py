@@ -384,6 +384,7 @@ def _row_for(config, opt_state, epoch, step, train, evaluations, seconds, wall):
         "test_loss": evaluations["test"][0],
         "test_accuracy": evaluations["test"][1],
         "validation_loss": None if validation is None else validation[0],
+        "validation_accuracy": None if validation is None else validation[1],
         **train_lib.brake_info(opt_state, config, step),
         "kinetic_energy": kinetic,
         "hamiltonian": hamiltonian,
