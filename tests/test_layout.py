@@ -34,11 +34,12 @@ RULES = {
     ),
     "the analysis": (
         ["training/report.py", "training/figures.py", "training/plotting.py",
-         "training/presets.py"],
+         "training/presets.py", "training/stats.py", "training/study.py"],
         {
-            "numpy", "matplotlib", "phs_optax_training.config",
+            "numpy", "scipy", "matplotlib", "phs_optax_training.config",
             "phs_optax_training.presets", "phs_optax_training.plotting",
-            "phs_optax_training.experiments",
+            "phs_optax_training.experiments", "phs_optax_training.report",
+            "phs_optax_training.stats",
         },
     ),
 }  # fmt: skip

@@ -81,19 +81,26 @@ def _readings_of(config: dict, preset: presets.Preset) -> list[str]:
     ]
 
 
+def row_keys_of(config: dict, table: str) -> list[tuple[str, str]]:
+    """The rows ``(preset name, goal reading or "")`` of ``table`` that a run
+    of ``config`` stands for; none for a run that is not a row of the paper
+    (an ablation, another option or pair)."""
+    if config.get("brake_trigger", "goal") != "goal" or config.get("sgd_momentum"):
+        return []
+    preset = _preset_for(config, table)
+    if preset is None:
+        return []
+    return [(preset.name, reading) for reading in _readings_of(config, preset)]
+
+
 def load_runs(folder: str | Path, table: str) -> Runs:
     """The runs in ``folder`` that are rows of ``table``; others are skipped."""
     runs: Runs = {}
     for path in sorted(Path(folder).glob("*/summary.json")):
         summary = json.loads(path.read_text())
         config = summary["config"]
-        if config.get("brake_trigger", "goal") != "goal" or config.get("sgd_momentum"):
-            continue  # an ablation, not a row of the paper
-        preset = _preset_for(config, table)
-        if preset is None:
-            continue
-        for reading in _readings_of(config, preset):
-            runs.setdefault((preset.name, reading), {})[config["seed"]] = summary
+        for key in row_keys_of(config, table):
+            runs.setdefault(key, {})[config["seed"]] = summary
     return runs
 
 

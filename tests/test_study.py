@@ -1,0 +1,223 @@
+"""The study's statistics (stats) and tables (study): intervals and tests
+against SciPy and hand computation, Holm's correction, the validation-selected
+accuracy, and tables read from run folders."""
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from phs_optax_training import data as data_lib
+from phs_optax_training import presets, study, vmap_sweep
+from phs_optax_training.config import TrainConfig, run_name
+from phs_optax_training.experiments.common import row_config
+from phs_optax_training.stats import Estimate, PairedTest, holm, holm_family
+
+
+def test_estimate_is_mean_sample_std_and_t_interval():
+    e = Estimate.of([1.0, 2.0, 6.0])
+    assert e.mean == 3.0 and e.n == 3
+    assert e.std == pytest.approx(np.sqrt(7.0))  # ddof=1: (4 + 1 + 9) / 2
+    half = 4.302652729911275 * np.sqrt(7.0) / np.sqrt(3)  # t(0.975, 2)
+    assert (e.low, e.high) == pytest.approx((3.0 - half, 3.0 + half))
+
+
+def test_estimate_of_one_value_has_no_spread_and_none_is_refused():
+    e = Estimate.of([0.5])
+    assert e.mean == 0.5 and math.isnan(e.std) and math.isnan(e.low)
+    with pytest.raises(ValueError, match="at least one value"):
+        Estimate.of([])
+
+
+def test_paired_test_is_scipys_paired_t_test():
+    rng = np.random.default_rng(0)
+    first, second = rng.normal(90, 1, 10), rng.normal(89.5, 1, 10)
+    test = PairedTest.of(first, second)
+    expected = scipy_stats.ttest_rel(first, second)
+    assert test.t == pytest.approx(expected.statistic)
+    assert test.p == pytest.approx(expected.pvalue)
+    assert test.wins == int((first > second).sum()) and test.ties == 0
+    assert test.difference.mean == pytest.approx((first - second).mean())
+
+
+def test_paired_test_without_spread_is_exact_and_unequal_lengths_are_refused():
+    assert PairedTest.of([1.0, 2.0], [1.0, 2.0]).p == 1.0
+    shifted = PairedTest.of([2.0, 3.0], [1.0, 2.0])
+    assert shifted.p == 0.0 and shifted.t == math.inf and shifted.wins == 2
+    with pytest.raises(ValueError, match="differ in number: 2 and 1"):
+        PairedTest.of([1.0, 2.0], [1.0])
+
+
+def test_holm_multiplies_by_the_remaining_count_and_stays_monotone():
+    # sorted 0.01, 0.03, 0.04 -> 0.03, 0.06, max(0.06, 0.04)
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+    adjusted = holm([0.02, math.nan, 0.01])
+    assert adjusted[0] == pytest.approx(0.02) and adjusted[2] == pytest.approx(0.02)
+    assert math.isnan(adjusted[1])
+
+
+def test_holm_family_sets_the_adjusted_p_and_significance():
+    tests = [
+        PairedTest.of([1, 2, 3, 4.5], [0, 0.5, 1, 2]),
+        PairedTest.of([1, 2], [2, 0]),
+    ]
+    family = holm_family(tests)
+    assert [t.p_holm for t in family] == pytest.approx(holm([t.p for t in tests]))
+    assert family[0].significant and not family[1].significant
+
+
+def test_validation_selected_takes_the_earliest_best_validation_epoch():
+    rows = [
+        {"epoch": 1, "validation_accuracy": 0.80, "test_accuracy": 0.79},
+        {"epoch": 2, "validation_accuracy": 0.85, "test_accuracy": 0.83},
+        {"epoch": 3, "validation_accuracy": 0.85, "test_accuracy": 0.90},
+        {"epoch": 4, "validation_accuracy": float("nan"), "test_accuracy": 0.1},
+    ]
+    assert study.validation_selected(rows) == (2, 0.83)
+    with pytest.raises(study.StudyError, match="--validation_fraction"):
+        study.validation_selected([{"epoch": 1, "validation_loss": None}])
+
+
+def test_identical_dynamics_share_their_key_only_under_their_drag():
+    def config(alpha, friction, mass, drag="momentum"):
+        return {
+            "learning_rate": alpha,
+            "friction": friction,
+            "mass": mass,
+            "drag": drag,
+        }
+
+    assert study.dynamics_key(config(0.1, 0.1, 10)) == study.dynamics_key(
+        config(0.01, 1, 0.1)
+    )
+    assert study.dynamics_key(config(0.1, 0.1, 10, "velocity")) != study.dynamics_key(
+        config(0.01, 1, 0.1, "velocity")
+    )
+
+
+# ------------------------------------------------------- tables from folders
+
+PAIR = presets.pairs("table2")[0]  # alpha 0.1, friction 0.1, mass 10
+TWIN = presets.pairs("table2")[2]  # alpha 0.01, friction 1, mass 0.1: same dynamics
+
+
+def write_run(folder, preset, seed, test, validation, *, diverged=False):
+    """A finished run folder of ``preset``: per epoch test and validation
+    accuracy (fractions)."""
+    config = row_config(
+        preset, "remaining", seed, TrainConfig(num_epochs=len(test), batch_size=64)
+    )
+    config = dataclasses.replace(config, validation_fraction=0.1)
+    run_dir = folder / run_name(config)
+    run_dir.mkdir(parents=True)
+    rows = [
+        {"epoch": e + 1, "test_accuracy": t, "validation_accuracy": v}
+        for e, (t, v) in enumerate(zip(test, validation, strict=True))
+    ]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = {
+        "config": dataclasses.asdict(config),
+        "epochs_done": len(test),
+        "final_test_accuracy": test[-1],
+        "best_test_accuracy": max(test),
+        "best_epoch": int(np.argmax(test)) + 1,
+        "brake_epoch": 0.5 if preset.optimizer == "goal_phs" else None,
+        "diverged": diverged,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    for seed in range(4):
+        shift = 0.001 * seed
+        for pair in (PAIR, TWIN):
+            write_run(tmp_path, pair.phs, seed, [0.86, 0.88 + shift], [0.87, 0.86])
+            write_run(
+                tmp_path, pair.goal, seed, [0.87, 0.90 + shift], [0.85, 0.90 - shift]
+            )
+            write_run(tmp_path, pair.sgd, seed, [0.80, 0.85], [0.80, 0.85])
+    return tmp_path
+
+
+def test_study_table_rows_use_final_and_validation_selected_accuracy(folder):
+    table = study.study_table(folder, "table2")
+    rows = {row.name: row for row in table.rows}
+    phs = rows[PAIR.phs.name]
+    assert phs.seeds == (0, 1, 2, 3)
+    assert phs.final.mean == pytest.approx(88.15)
+    assert phs.selected.values == pytest.approx([86.0] * 4)  # epoch 1 on validation
+    assert phs.selected_epochs == (1, 1, 1, 1)
+    assert rows[PAIR.goal.name].selected.mean == pytest.approx(90.15)
+    assert (table.batch_size, table.num_epochs, table.validation_fraction) == (
+        64,
+        2,
+        0.1,
+    )
+
+
+def test_study_table_pairs_by_seed_with_holm_over_the_whole_table(folder):
+    table = study.study_table(folder, "table2")
+    assert len(table.comparisons) == 4  # two pairs x (PHS, SGD)
+    goal_minus_phs = next(
+        c for c in table.comparisons if c.baseline == "phs" and c.alpha == 0.1
+    )
+    assert goal_minus_phs.final.difference.values == pytest.approx([2.0] * 4)
+    assert goal_minus_phs.selected.difference.values == pytest.approx(
+        [4.0, 4.1, 4.2, 4.3]
+    )
+    raw = [c.final.p for c in table.comparisons] + [
+        c.selected.p for c in table.comparisons
+    ]
+    adjusted = [c.final.p_holm for c in table.comparisons] + [
+        c.selected.p_holm for c in table.comparisons
+    ]
+    assert adjusted == pytest.approx(holm(raw))
+    assert table.ahead("phs", "selected") == (2, 2, 2, 0)
+
+
+def test_noise_floor_compares_rows_of_identical_dynamics(folder):
+    noise = study.study_table(folder, "table2").noise
+    (pair,) = noise.pairs
+    assert {pair.first, pair.second} == {PAIR.phs.name, TWIN.phs.name}
+    assert (pair.decay, pair.step) == (0.01, 0.001)
+    assert noise.final.values == pytest.approx([0.0] * 4)
+    assert noise.max_abs("final") == 0.0
+
+
+def test_study_markdown_and_command_line(folder, capsys):
+    assert study.main(["table", str(folder), "--table=table2"]) == 0
+    text = capsys.readouterr().out
+    assert "validation-best epoch" in text and "Noise floor" in text
+    assert "significantly ahead in 2" in text
+
+
+def test_study_of_runs_without_validation_is_a_usage_error(tmp_path, capsys):
+    write_run(tmp_path, PAIR.phs, 0, [0.8], [None])
+    assert study.main(["table", str(tmp_path), "--table=table2"]) == 2
+    assert "--validation_fraction" in capsys.readouterr().err
+    assert study.main(["table", str(tmp_path / "none"), "--table=table2"]) == 2
+
+
+def test_a_swept_pair_with_a_validation_split_reads_as_a_study(
+    small_fashion_mnist_dir, tmp_path
+):
+    base = TrainConfig(
+        num_epochs=2, batch_size=32, eval_batch_size=64, validation_fraction=0.2
+    )
+    configs = [
+        row_config(preset, "remaining", seed, base)
+        for preset in (PAIR.goal, PAIR.phs)
+        for seed in (0, 1)
+    ]
+    dataset = data_lib.load_dataset("fashion_mnist", str(small_fashion_mnist_dir))
+    vmap_sweep.run_sweep(configs, tmp_path, dataset=dataset, log=lambda m: None)
+    table = study.study_table(tmp_path, "table2")
+    assert [row.seeds for row in table.rows] == [(0, 1), (0, 1)]
+    (comparison,) = table.comparisons
+    assert comparison.selected.difference.n == 2
+    assert all(1 <= e <= 2 for row in table.rows for e in row.selected_epochs)

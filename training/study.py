@@ -1,0 +1,489 @@
+"""A table of the paper measured over many seeds, with the statistics that
+decide whether a gap is real.
+
+Every run of the study holds out a validation split (``--validation_fraction``)
+for every optimizer. Each run gives two numbers: its **final** test accuracy
+and its **selected** test accuracy, the test accuracy at the epoch of its
+highest validation accuracy (the earliest such epoch), which is model
+selection without looking at the test set. From the run folders of one sweep:
+
+* per table row: mean, sample std and 95 % confidence interval over seeds of
+  both numbers (:class:`RowStats`);
+* per goal-oriented pair and baseline (PHS of the same alpha, friction and
+  mass; SGD of the same alpha): the difference paired by seed, its 95 %
+  interval and a paired t-test, Holm-corrected over every test of the table
+  (:class:`Comparison`);
+* the noise floor: PHS rows of the table that are the same dynamics (the same
+  momentum decay ``alpha * c`` and step ``alpha**2 / m``) compared by seed like
+  a pair; their differences come from float rounding alone
+  (:class:`NoiseFloor`).
+
+    python -m phs_optax_training.study table results/study/table2/batch64 \\
+        --table=table2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from phs_optax_training import presets, report
+from phs_optax_training.stats import CONFIDENCE, Estimate, PairedTest, holm_family
+
+
+class StudyError(ValueError):
+    """Run folders that cannot be read as a study (exit 2 at the command line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """One run; accuracies in percent, epochs counted from 1."""
+
+    seed: int
+    final: float
+    selected: float
+    selected_epoch: int
+    best: float
+    brake_epoch: float | None
+    diverged: bool
+
+
+def validation_selected(rows: Sequence[dict]) -> tuple[int, float]:
+    """The epoch of the highest validation accuracy in a run's metrics rows
+    (the earliest on a tie) and the test accuracy at that epoch."""
+    scored = [
+        (row["validation_accuracy"], -index)
+        for index, row in enumerate(rows)
+        if row.get("validation_accuracy") is not None
+        and math.isfinite(row["validation_accuracy"])
+    ]
+    if not scored:
+        raise StudyError(
+            "the runs have no validation accuracy: train them with "
+            "--validation_fraction above 0"
+        )
+    row = rows[-max(scored)[1]]
+    return row["epoch"], row["test_accuracy"]
+
+
+def read_run(run_dir: Path) -> RunResult:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = [
+        json.loads(line)
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    epoch, selected = validation_selected(rows)
+    return RunResult(
+        seed=summary["config"]["seed"],
+        final=summary["final_test_accuracy"] * 100,
+        selected=selected * 100,
+        selected_epoch=epoch,
+        best=summary["best_test_accuracy"] * 100,
+        brake_epoch=summary["brake_epoch"],
+        diverged=bool(summary.get("diverged")),
+    )
+
+
+# (preset name, goal reading or "") -> seed -> run, and the shared settings
+Results = dict[tuple[str, str], dict[int, RunResult]]
+
+
+def load_results(folder: str | Path, table: str) -> tuple[Results, dict]:
+    """The finished runs in ``folder`` that are rows of ``table``, and the
+    configuration of one of them (what the sweep shares: batch size, epochs)."""
+    results: Results = {}
+    config = None
+    for path in sorted(Path(folder).glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        keys = report.row_keys_of(summary["config"], table)
+        if not keys or summary["epochs_done"] < summary["config"]["num_epochs"]:
+            continue
+        run = read_run(path.parent)
+        config = config or summary["config"]
+        for key in keys:
+            results.setdefault(key, {})[run.seed] = run
+    if config is None:
+        raise StudyError(f"{folder}: no finished run of {table}")
+    return results, config
+
+
+@dataclasses.dataclass(frozen=True)
+class RowStats:
+    name: str
+    reading: str
+    paper: float
+    seeds: tuple[int, ...]
+    final: Estimate
+    selected: Estimate
+    selected_epochs: tuple[int, ...]
+    brake_epochs: tuple[float | None, ...]
+    diverged_seeds: tuple[int, ...]
+
+
+def row_stats(name: str, reading: str, runs: dict[int, RunResult]) -> RowStats:
+    seeds = tuple(sorted(runs))
+    ordered = [runs[s] for s in seeds]
+    return RowStats(
+        name=name,
+        reading=reading,
+        paper=presets.get_preset(name).paper_accuracy * 100,
+        seeds=seeds,
+        final=Estimate.of([r.final for r in ordered]),
+        selected=Estimate.of([r.selected for r in ordered]),
+        selected_epochs=tuple(r.selected_epoch for r in ordered),
+        brake_epochs=tuple(r.brake_epoch for r in ordered),
+        diverged_seeds=tuple(r.seed for r in ordered if r.diverged),
+    )
+
+
+def _paired(
+    first: dict[int, RunResult], second: dict[int, RunResult], metric: str
+) -> PairedTest:
+    seeds = sorted(set(first) & set(second))
+    return PairedTest.of(
+        [getattr(first[s], metric) for s in seeds],
+        [getattr(second[s], metric) for s in seeds],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Goal-oriented minus ``baseline`` for one pair of the table."""
+
+    alpha: float
+    friction: float
+    mass: float
+    goal: float
+    brake_factor: float
+    baseline: str  # "phs" or "sgd"
+    final: PairedTest
+    selected: PairedTest
+    diverged_seeds: tuple[int, ...]  # seeds where either run diverged
+
+
+def comparisons(results: Results, table: str, reading: str) -> list[Comparison]:
+    """Every pair of ``table`` against both baselines, Holm-corrected over all
+    of their tests (both baselines, both metrics)."""
+    found = []
+    for pair in presets.pairs(table):
+        goal = results.get((pair.goal.name, reading))
+        for baseline in report.BASELINES:
+            other = results.get((getattr(pair, baseline).name, ""))
+            if not goal or not other or not set(goal) & set(other):
+                continue
+            seeds = sorted(set(goal) & set(other))
+            found.append(
+                Comparison(
+                    alpha=pair.goal.learning_rate,
+                    friction=pair.goal.friction,
+                    mass=pair.goal.mass,
+                    goal=presets.goal_for(pair.goal, reading),
+                    brake_factor=pair.goal.brake_factor,
+                    baseline=baseline,
+                    final=_paired(goal, other, "final"),
+                    selected=_paired(goal, other, "selected"),
+                    diverged_seeds=tuple(
+                        s for s in seeds if goal[s].diverged or other[s].diverged
+                    ),
+                )
+            )
+    return _holm_over(found)
+
+
+def _holm_over(found: list[Comparison]) -> list[Comparison]:
+    tests = holm_family([c.final for c in found] + [c.selected for c in found])
+    return [
+        dataclasses.replace(c, final=final, selected=selected)
+        for c, final, selected in zip(
+            found, tests[: len(found)], tests[len(found) :], strict=True
+        )
+    ]
+
+
+def dynamics_key(config: dict) -> tuple[float, float]:
+    """What decides a PHS run's updates: the momentum decay exponent ``alpha *
+    c`` (``c`` the damping rate of ``drag``) and the step ``alpha**2 / m``."""
+    alpha, friction, mass = config["learning_rate"], config["friction"], config["mass"]
+    rate = friction if config["drag"] == "momentum" else friction / mass
+    return float(f"{alpha * rate:.9g}"), float(f"{alpha**2 / mass:.9g}")
+
+
+@dataclasses.dataclass(frozen=True)
+class IdenticalPair:
+    first: str
+    second: str
+    decay: float
+    step: float
+    final: PairedTest
+    selected: PairedTest
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseFloor:
+    """Identical-dynamics PHS rows compared by seed; ``final`` and
+    ``selected``: every per-seed difference of all of them pooled (their std is
+    the spread that float rounding alone gives one comparison of one seed)."""
+
+    pairs: tuple[IdenticalPair, ...]
+    final: Estimate | None
+    selected: Estimate | None
+
+    def max_abs(self, metric: str) -> float:
+        pooled = getattr(self, metric)
+        return max(abs(v) for v in pooled.values) if pooled else math.nan
+
+
+def noise_floor(results: Results, table: str, config: dict) -> NoiseFloor:
+    by_key: dict[tuple[float, float], list[str]] = {}
+    for preset in presets.table_presets(table):
+        if preset.optimizer == "phs" and (preset.name, "") in results:
+            values = {
+                **config,
+                "learning_rate": preset.learning_rate,
+                "friction": preset.friction,
+                "mass": preset.mass,
+            }
+            by_key.setdefault(dynamics_key(values), []).append(preset.name)
+    pairs = []
+    for (decay, step), names in by_key.items():
+        for first, second in itertools.pairwise(names):
+            a, b = results[(first, "")], results[(second, "")]
+            pairs.append(
+                IdenticalPair(
+                    first, second, decay, step, _paired(a, b, "final"),
+                    _paired(a, b, "selected"),
+                )
+            )  # fmt: skip
+    pairs = holm_family_pairs(pairs)
+
+    def pooled(metric: str) -> Estimate | None:
+        values = [v for p in pairs for v in getattr(p, metric).difference.values]
+        return Estimate.of(values) if values else None
+
+    return NoiseFloor(tuple(pairs), pooled("final"), pooled("selected"))
+
+
+def holm_family_pairs(pairs: list[IdenticalPair]) -> list[IdenticalPair]:
+    tests = holm_family([p.final for p in pairs] + [p.selected for p in pairs])
+    return [
+        dataclasses.replace(p, final=final, selected=selected)
+        for p, final, selected in zip(
+            pairs, tests[: len(pairs)], tests[len(pairs) :], strict=True
+        )
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyTable:
+    folder: str
+    table: str
+    reading: str
+    batch_size: int
+    num_epochs: int
+    validation_fraction: float
+    rows: tuple[RowStats, ...]
+    comparisons: tuple[Comparison, ...]
+    noise: NoiseFloor
+
+    def ahead(self, baseline: str, metric: str) -> tuple[int, int, int, int]:
+        """Pairs against ``baseline``: counted, ahead on the mean, and
+        significantly (Holm) ahead and behind, on ``metric``."""
+        tests = [getattr(c, metric) for c in self.comparisons if c.baseline == baseline]
+        return (
+            len(tests),
+            sum(t.difference.mean > 0 for t in tests),
+            sum(t.significant and t.difference.mean > 0 for t in tests),
+            sum(t.significant and t.difference.mean < 0 for t in tests),
+        )
+
+
+def study_table(
+    folder: str | Path, table: str, reading: str = "remaining"
+) -> StudyTable:
+    results, config = load_results(folder, table)
+    order = {p.name: i for i, p in enumerate(presets.table_presets(table))}
+    keys = sorted(
+        (k for k in results if k[1] in ("", reading)), key=lambda k: order[k[0]]
+    )
+    return StudyTable(
+        folder=str(folder),
+        table=table,
+        reading=reading,
+        batch_size=config["batch_size"],
+        num_epochs=config["num_epochs"],
+        validation_fraction=config["validation_fraction"],
+        rows=tuple(row_stats(name, r, results[(name, r)]) for name, r in keys),
+        comparisons=tuple(comparisons(results, table, reading)),
+        noise=noise_floor(results, table, config),
+    )
+
+
+# ------------------------------------------------------------------ Markdown
+
+
+def _estimate(e: Estimate) -> str:
+    if e.n < 2:
+        return f"{e.mean:.2f} (n=1)"
+    return f"{e.mean:.2f} ± {e.std:.2f} [{e.low:.2f}, {e.high:.2f}]"
+
+
+def _signed_estimate(e: Estimate) -> str:
+    if e.n < 2:
+        return f"{e.mean:+.2f} (n=1)"
+    return f"{e.mean:+.2f} [{e.low:+.2f}, {e.high:+.2f}]"
+
+
+def _p(test: PairedTest) -> str:
+    p = test.p_holm if test.p_holm is not None else test.p
+    if math.isnan(p):
+        return "n/a"
+    mark = " *" if test.significant else ""
+    return f"{p:.2g}{mark}"
+
+
+def _brakes(values: Sequence[float | None]) -> str:
+    braked = sorted(v for v in values if v is not None)
+    never = len(values) - len(braked)
+    text = (
+        f"{np.median(braked):.2f} ({braked[0]:.2f}-{braked[-1]:.2f})" if braked else "-"
+    )
+    return text + (f", {never} never" if never else "")
+
+
+def _row_label(row: RowStats) -> str:
+    return row.name + (f" ({row.reading})" if row.reading else "")
+
+
+def rows_markdown(table: StudyTable) -> str:
+    lines = [
+        "| row | paper | seeds | final test acc: mean ± sd [95% CI] | "
+        "test acc at the validation-best epoch | validation-best epochs "
+        "(median, range) | brake epoch (median, range) | diverged seeds |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in table.rows:
+        epochs = sorted(row.selected_epochs)
+        lines.append(
+            f"| {_row_label(row)} | {row.paper:.2f} | {len(row.seeds)} | "
+            f"{_estimate(row.final)} | {_estimate(row.selected)} | "
+            f"{np.median(epochs):g} ({epochs[0]}-{epochs[-1]}) | "
+            f"{_brakes(row.brake_epochs) if 'goal' in row.name else ''} | "
+            f"{', '.join(map(str, row.diverged_seeds)) or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def comparisons_markdown(table: StudyTable) -> str:
+    lines = [
+        "| alpha | friction | mass | goal, brake factor | minus | seeds | "
+        "final: difference [95% CI] | p (Holm) | seeds ahead | "
+        "selected: difference [95% CI] | p (Holm) | seeds ahead | "
+        "diverged seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in table.comparisons:
+        lines.append(
+            f"| {c.alpha:g} | {c.friction:g} | {c.mass:g} | {c.goal:g}, "
+            f"{c.brake_factor:g} | {c.baseline.upper()} | {c.final.difference.n} | "
+            f"{_signed_estimate(c.final.difference)} | {_p(c.final)} | "
+            f"{c.final.wins}/{c.final.difference.n} | "
+            f"{_signed_estimate(c.selected.difference)} | {_p(c.selected)} | "
+            f"{c.selected.wins}/{c.selected.difference.n} | "
+            f"{', '.join(map(str, c.diverged_seeds)) or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def noise_markdown(noise: NoiseFloor) -> str:
+    if not noise.pairs:
+        return "No two PHS rows of this table share their dynamics."
+    lines = [
+        "| first row | second row | decay alpha*c | step alpha^2/m | "
+        "final: difference [95% CI] | p (Holm) | selected: difference [95% CI] | "
+        "p (Holm) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for p in noise.pairs:
+        lines.append(
+            f"| {p.first} | {p.second} | {p.decay:g} | {p.step:g} | "
+            f"{_signed_estimate(p.final.difference)} | {_p(p.final)} | "
+            f"{_signed_estimate(p.selected.difference)} | {_p(p.selected)} |"
+        )
+    lines.append("")
+    for metric in ("final", "selected"):
+        pooled = getattr(noise, metric)
+        lines.append(
+            f"- {metric}: {pooled.n} per-seed differences between identical "
+            f"dynamics, sd {pooled.std:.2f} points, largest |difference| "
+            f"{noise.max_abs(metric):.2f} points."
+        )
+    return "\n".join(lines)
+
+
+def summary_markdown(table: StudyTable) -> str:
+    lines = []
+    for baseline in report.BASELINES:
+        for metric in ("final", "selected"):
+            counted, ahead, better, worse = table.ahead(baseline, metric)
+            if counted:
+                lines.append(
+                    f"- goal-oriented minus {baseline.upper()}, {metric} accuracy: "
+                    f"ahead on the mean in {ahead} of {counted} pairs; "
+                    f"significantly ahead in {better}, significantly behind in "
+                    f"{worse} (paired t-test, Holm over the table's "
+                    f"{2 * len(table.comparisons)} tests, p < {1 - CONFIDENCE:.2g})."
+                )
+    return "\n".join(lines)
+
+
+def table_markdown(table: StudyTable) -> str:
+    return "\n\n".join(
+        [
+            f"{table.table}, batch {table.batch_size}, {table.num_epochs} epochs, "
+            f"{table.validation_fraction:.0%} of the training set held out for "
+            f"validation; goals read as {table.reading!r}. Accuracies in percent; "
+            "`*`: significant after Holm's correction.",
+            summary_markdown(table),
+            "### Rows\n\n" + rows_markdown(table),
+            "### Goal-oriented minus its baselines, paired by seed\n\n"
+            + comparisons_markdown(table),
+            "### Noise floor: identical dynamics\n\n" + noise_markdown(table.noise),
+        ]
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m phs_optax_training.study",
+        description="A study's tables over seeds: confidence intervals, paired "
+        "tests with Holm's correction and the noise floor of identical dynamics.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    table = commands.add_parser("table", help="one sweep folder as its paper table")
+    table.add_argument("folder")
+    table.add_argument("--table", required=True, choices=("table1", "table2"))
+    table.add_argument("--reading", default="remaining", choices=presets.READINGS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        print(table_markdown(study_table(args.folder, args.table, args.reading)))
+    except StudyError as error:
+        print(f"study: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
