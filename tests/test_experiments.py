@@ -290,3 +290,23 @@ def test_validation_sweeps_train_the_configurations_of_the_recorded_runs(
     assert sorted(map(_as_text, swept)) == sorted(
         _as_text(_training_settings(c)) for c in recorded
     )
+
+
+def test_batch_size_sweep_runs_goal_and_phs_of_four_pairs_that_train():
+    from phs_optax_training.experiments import batch_size
+
+    base = TrainConfig(batch_size=16, validation_fraction=0.1)
+    configs = named_sweep("batch-size", [0, 1, 2, 3, 4], base)
+    assert len(configs) == 4 * 2 * 5
+    assert {c.optimizer for c in configs} == {"goal_phs", "phs"}
+    assert {(c.learning_rate, c.friction, c.mass) for c in configs} == set(
+        batch_size.PAIRS
+    )
+    assert {(c.batch_size, c.validation_fraction) for c in configs} == {(16, 0.1)}
+    # the same runs as the Table 2 rows of those pairs
+    table2 = {
+        run_name(c) for c in named_sweep("table2-remaining", [0, 1, 2, 3, 4], base)
+    }
+    assert {run_name(c) for c in configs} <= table2
+    # neither pair of low friction, whose PHS run collapses at batch 64
+    assert not {(c.friction, c.mass) for c in configs} & {(0.01, 10.0), (0.1, 0.1)}

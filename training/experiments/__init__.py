@@ -11,6 +11,8 @@ docstring giving the paper's experiment and the command that runs it:
 * :mod:`.protocol`: ``protocol``, the pilot that settled the protocol;
 * :mod:`.ablation`: ``ablation``, the goal trigger against the same drop at
   the same step and against braking at fixed epochs;
+* :mod:`.batch_size`: ``batch-size``, goal-oriented PHS and PHS of four
+  Table 2 pairs at one batch size of a sweep over batch sizes;
 * :mod:`.beyond`: ``beyond-table1``, ``beyond-table2``, goal_phs options
   beyond the paper;
 * :mod:`.validation_trigger`: ``validation-table1``, ``validation-table2``,
@@ -27,6 +29,7 @@ from pathlib import Path
 from phs_optax_training.config import TrainConfig
 from phs_optax_training.experiments import (
     ablation,
+    batch_size,
     beyond,
     figure1,
     protocol,
@@ -57,6 +60,7 @@ SWEEPS: dict[str, NamedSweep] = {
     "figure1": NamedSweep(figure1.figure1_configs),
     "protocol": NamedSweep(protocol.protocol_configs),
     "ablation": NamedSweep(ablation.ablation_configs, needs_reference=True),
+    "batch-size": NamedSweep(batch_size.batch_size_configs),
     "beyond-table1": NamedSweep(
         partial(beyond.beyond_configs, "table1"),
         variants=tuple(beyond.BEYOND_VARIANTS["table1"]),
