@@ -105,11 +105,14 @@ PAIR = presets.pairs("table2")[0]  # alpha 0.1, friction 0.1, mass 10
 TWIN = presets.pairs("table2")[2]  # alpha 0.01, friction 1, mass 0.1: same dynamics
 
 
-def write_run(folder, preset, seed, test, validation, *, diverged=False):
+def write_run(folder, preset, seed, test, validation, *, diverged=False, batch_size=64):
     """A finished run folder of ``preset``: per epoch test and validation
     accuracy (fractions)."""
     config = row_config(
-        preset, "remaining", seed, TrainConfig(num_epochs=len(test), batch_size=64)
+        preset,
+        "remaining",
+        seed,
+        TrainConfig(num_epochs=len(test), batch_size=batch_size),
     )
     config = dataclasses.replace(config, validation_fraction=0.1)
     run_dir = folder / run_name(config)
@@ -221,3 +224,35 @@ def test_a_swept_pair_with_a_validation_split_reads_as_a_study(
     (comparison,) = table.comparisons
     assert comparison.selected.difference.n == 2
     assert all(1 <= e <= 2 for row in table.rows for e in row.selected_epochs)
+
+
+def test_batch_size_study_lines_up_each_pair_over_the_batch_sizes(tmp_path):
+    from phs_optax_training.experiments import batch_size
+
+    first, second = batch_size.chosen_pairs()[:2]
+    for size, gap in ((16, 0.02), (128, -0.01)):
+        folder = tmp_path / f"batch{size}"
+        for seed in range(3):
+            for pair in (first, second):
+                base = [0.85, 0.88 + 0.001 * seed]
+                write_run(folder, pair.phs, seed, base, [0.8, 0.9], batch_size=size)
+                write_run(
+                    folder, pair.goal, seed, [0.85, base[1] + gap], [0.8, 0.9],
+                    batch_size=size,
+                )  # fmt: skip
+    curves = study.batch_size_study([tmp_path / "batch128", tmp_path / "batch16"])
+    assert [len(c.points) for c in curves] == [2, 2, 0, 0]
+    points = curves[0].points
+    assert [p.batch_size for p in points] == [16, 128]
+    assert [p.selected.difference.mean for p in points] == pytest.approx([2.0, -1.0])
+    assert curves[0].effective_step == pytest.approx(0.1)
+    text = study.batch_size_markdown(curves)
+    assert "| batch 16 | batch 128 |" in text and "+2.00" in text
+    chart = study.batch_size_chart(curves)
+    assert chart.panels[0].xticks == (16.0, 128.0)
+    with pytest.raises(study.StudyError, match="two folders hold batch size 16"):
+        study.batch_size_study([tmp_path / "batch16", tmp_path / "batch16"])
+    figure = tmp_path / "batch_size.png"
+    assert study.main(["batch-size", *map(str, sorted(tmp_path.glob("batch*/"))),
+                       f"--figure={figure}"]) == 0  # fmt: skip
+    assert figure.stat().st_size > 0

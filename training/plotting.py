@@ -42,6 +42,7 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 _DPI = 120
 BRAKE_COLOR = "black"
+PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:cyan")
 DIVERGED_COLOR = "tab:red"
 
 
@@ -125,6 +126,18 @@ class Mark:
 
 
 @dataclasses.dataclass(frozen=True)
+class Band:
+    """A shaded range between ``low`` and ``high`` over ``x`` (an interval
+    around a curve)."""
+
+    x: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    color: str | None = None
+    alpha: float = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
 class Panel:
     """One axes: curves, marks and notes (written on the axes).
 
@@ -139,6 +152,9 @@ class Panel:
     marks: tuple[Mark, ...] = ()
     notes: tuple[str, ...] = ()
     log_y: bool = False
+    bands: tuple[Band, ...] = ()
+    log_x: bool = False
+    xticks: tuple[float, ...] = ()  # labelled positions (none: matplotlib's)
     legend: str | None = "below"
     title_size: float | None = None
 
@@ -486,6 +502,10 @@ def _note(axes: Any, text: str, has_data: bool) -> None:
 
 def draw_panel(axes: Any, panel: Panel, figure: Figure, x_labels: bool = True) -> None:
     """Draw ``panel`` on ``axes``."""
+    for band in panel.bands:
+        axes.fill_between(
+            band.x, band.low, band.high, color=band.color, alpha=band.alpha, lw=0
+        )
     for line in panel.lines:
         axes.plot(
             line.x,
@@ -517,6 +537,11 @@ def draw_panel(axes: Any, panel: Panel, figure: Figure, x_labels: bool = True) -
         )
     if panel.log_y:
         axes.set_yscale("log")
+    if panel.log_x:
+        axes.set_xscale("log")
+    if panel.xticks:
+        axes.set_xticks(panel.xticks, labels=[f"{t:g}" for t in panel.xticks])
+        axes.minorticks_off()
     if panel.notes:
         _note(
             axes, "\n".join(panel.notes), any(line.has_values for line in panel.lines)

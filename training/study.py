@@ -35,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from phs_optax_training import presets, report
+from phs_optax_training import plotting, presets, report
+from phs_optax_training.experiments import batch_size
 from phs_optax_training.stats import CONFIDENCE, Estimate, PairedTest, holm_family
 
 
@@ -327,6 +328,93 @@ def study_table(
     )
 
 
+# --------------------------------------------------------------- batch size
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPoint:
+    """Goal-oriented minus PHS of one pair at one batch size."""
+
+    batch_size: int
+    final: PairedTest
+    selected: PairedTest
+    brake_epochs: tuple[float | None, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchCurve:
+    """One pair over the batch sizes, smallest first."""
+
+    alpha: float
+    friction: float
+    mass: float
+    goal: float
+    brake_factor: float
+    points: tuple[BatchPoint, ...]
+
+    @property
+    def effective_step(self) -> float:
+        """The heavy-ball step ``alpha / (m * gamma)`` before the brake."""
+        return self.alpha / (self.mass * self.friction)
+
+    @property
+    def decay(self) -> float:
+        """The momentum decay exponent ``alpha * gamma`` per update."""
+        return self.alpha * self.friction
+
+
+def batch_size_study(folders: Sequence[str | Path]) -> tuple[BatchCurve, ...]:
+    """The chosen pairs of :mod:`~phs_optax_training.experiments.batch_size`
+    in each of ``folders`` (one batch size each), Holm-corrected over every
+    point's tests (both metrics)."""
+    by_batch: dict[int, Results] = {}
+    for folder in folders:
+        results, config = load_results(folder, "table2")
+        if config["batch_size"] in by_batch:
+            raise StudyError(f"two folders hold batch size {config['batch_size']}")
+        by_batch[config["batch_size"]] = results
+    curves = []
+    for pair in batch_size.chosen_pairs():
+        points = []
+        for size in sorted(by_batch):
+            goal = by_batch[size].get((pair.goal.name, batch_size.READING))
+            phs = by_batch[size].get((pair.phs.name, ""))
+            if goal and phs and set(goal) & set(phs):
+                points.append(
+                    BatchPoint(
+                        size,
+                        _paired(goal, phs, "final"),
+                        _paired(goal, phs, "selected"),
+                        tuple(goal[s].brake_epoch for s in sorted(goal)),
+                    )
+                )
+        curves.append(
+            BatchCurve(
+                pair.goal.learning_rate, pair.goal.friction, pair.goal.mass,
+                presets.goal_for(pair.goal, batch_size.READING),
+                pair.goal.brake_factor, tuple(points),
+            )
+        )  # fmt: skip
+    return _holm_over_points(curves)
+
+
+def _holm_over_points(curves: list[BatchCurve]) -> tuple[BatchCurve, ...]:
+    points = [p for c in curves for p in c.points]
+    tests = iter(holm_family([p.final for p in points] + [p.selected for p in points]))
+    finals = {id(p): next(tests) for p in points}
+    selected = {id(p): next(tests) for p in points}
+    return tuple(
+        dataclasses.replace(
+            c,
+            points=tuple(
+                dataclasses.replace(p, final=finals[id(p)], selected=selected[id(p)])
+                for p in c.points
+            ),
+        )
+        for c in curves
+    )
+
+
 # ------------------------------------------------------------------ Markdown
 
 
@@ -461,6 +549,108 @@ def table_markdown(table: StudyTable) -> str:
     )
 
 
+def batch_size_markdown(curves: Sequence[BatchCurve]) -> str:
+    sizes = sorted({p.batch_size for c in curves for p in c.points})
+    header = (
+        "| alpha | friction | mass | alpha/(m gamma) | alpha gamma | "
+        + " | ".join(f"batch {b}" for b in sizes)
+        + " |"
+    )
+    sections = []
+    for metric, title in (
+        ("selected", "test accuracy at the validation-best epoch"),
+        ("final", "final test accuracy"),
+    ):
+        lines = [
+            f"Goal-oriented minus PHS, {title}: mean difference [95% CI] "
+            "(seeds), `*` significant after Holm over every cell of both tables.",
+            "",
+            header,
+            "|---" * (5 + len(sizes)) + "|",
+        ]
+        for c in curves:
+            cells = {p.batch_size: getattr(p, metric) for p in c.points}
+            lines.append(
+                f"| {c.alpha:g} | {c.friction:g} | {c.mass:g} | "
+                f"{c.effective_step:g} | {c.decay:g} | "
+                + " | ".join(_batch_cell(cells.get(b)) for b in sizes)
+                + " |"
+            )
+        sections.append("\n".join(lines))
+    lines = [
+        "Goal run's brake epoch, median (range):",
+        "",
+        header,
+        "|---" * (5 + len(sizes)) + "|",
+    ]
+    for c in curves:
+        cells = {p.batch_size: p.brake_epochs for p in c.points}
+        lines.append(
+            f"| {c.alpha:g} | {c.friction:g} | {c.mass:g} | "
+            f"{c.effective_step:g} | {c.decay:g} | "
+            + " | ".join(_brakes(cells[b]) if b in cells else "" for b in sizes)
+            + " |"
+        )
+    sections.append("\n".join(lines))
+    return "\n\n".join(sections)
+
+
+def _batch_cell(test: PairedTest | None) -> str:
+    if test is None:
+        return ""
+    mark = " *" if test.significant else ""
+    return f"{_signed_estimate(test.difference)}{mark} ({test.difference.n})"
+
+
+def batch_size_chart(curves: Sequence[BatchCurve]) -> plotting.Chart:
+    """Goal-oriented minus PHS against batch size, one line per pair with its
+    95 % interval as a band; one panel per metric."""
+    panels = []
+    colors = plotting.PALETTE
+    for metric, title in (
+        ("selected", "test accuracy at the validation-best epoch"),
+        ("final", "final test accuracy"),
+    ):
+        lines, bands = [], []
+        for index, c in enumerate(curves):
+            color = colors[index % len(colors)]
+            x = tuple(float(p.batch_size) for p in c.points)
+            estimates = [getattr(p, metric).difference for p in c.points]
+            lines.append(
+                plotting.Line(
+                    x, tuple(e.mean for e in estimates), marker="o", color=color,
+                    label=f"alpha {c.alpha:g}, gamma {c.friction:g}, m {c.mass:g} "
+                    f"(step {c.effective_step:g})",
+                )
+            )  # fmt: skip
+            bands.append(
+                plotting.Band(
+                    x, tuple(e.low for e in estimates),
+                    tuple(e.high for e in estimates), color=color,
+                )
+            )  # fmt: skip
+        sizes = sorted({p.batch_size for c in curves for p in c.points})
+        if sizes:
+            lines.append(
+                plotting.Line(
+                    (float(sizes[0]), float(sizes[-1])), (0.0, 0.0), color="black",
+                    linewidth=0.8,
+                )
+            )  # fmt: skip
+        panels.append(
+            plotting.Panel(
+                title=f"Goal-oriented minus PHS, {title}",
+                xlabel="batch size",
+                ylabel="difference (points)",
+                lines=tuple(lines),
+                bands=tuple(bands),
+                log_x=True,
+                xticks=tuple(float(b) for b in sizes),
+            )
+        )
+    return plotting.Chart(tuple(panels), columns=2)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m phs_optax_training.study",
@@ -472,13 +662,24 @@ def _parser() -> argparse.ArgumentParser:
     table.add_argument("folder")
     table.add_argument("--table", required=True, choices=("table1", "table2"))
     table.add_argument("--reading", default="remaining", choices=presets.READINGS)
+    sizes = commands.add_parser(
+        "batch-size", help="the batch-size sweep: one folder per batch size"
+    )
+    sizes.add_argument("folders", nargs="+")
+    sizes.add_argument("--figure", help="also write the figure as PNG here")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        print(table_markdown(study_table(args.folder, args.table, args.reading)))
+        if args.command == "table":
+            print(table_markdown(study_table(args.folder, args.table, args.reading)))
+        else:
+            curves = batch_size_study(args.folders)
+            print(batch_size_markdown(curves))
+            if args.figure:
+                plotting.save_chart(batch_size_chart(curves), args.figure)
     except StudyError as error:
         print(f"study: error: {error}", file=sys.stderr)
         return 2
