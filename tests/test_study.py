@@ -256,3 +256,24 @@ def test_batch_size_study_lines_up_each_pair_over_the_batch_sizes(tmp_path):
     assert study.main(["batch-size", *map(str, sorted(tmp_path.glob("batch*/"))),
                        f"--figure={figure}"]) == 0  # fmt: skip
     assert figure.stat().st_size > 0
+
+
+def test_decline_is_peak_minus_final_and_is_compared_by_seed(folder):
+    table = study.study_table(folder, "table2")
+    rows = {row.name: row for row in table.rows}
+    assert rows[PAIR.phs.name].decline.values == pytest.approx([0.0] * 4)
+    comparison = next(c for c in table.comparisons if c.baseline == "phs")
+    assert comparison.decline.difference.values == pytest.approx([0.0] * 4)
+    assert comparison.decline.p_holm == pytest.approx(1.0)
+
+
+def test_figure3_over_seeds_draws_the_papers_pairs_with_bands(folder, tmp_path):
+    chart = study.curves_chart(folder, "table2")
+    assert len(chart.panels) == 2  # Figure 3a and 3b: both pairs are in ``folder``
+    panel = chart.panels[0]
+    assert [line.color for line in panel.lines] == ["tab:blue", "tab:orange"]
+    assert panel.lines[1].y == pytest.approx((86.0, 88.15))
+    assert len(panel.bands) == 2 and panel.marks[0].x == 0.5
+    out = tmp_path / "figure3.png"
+    assert study.main(["table", str(folder), "--table=table2", f"--figure={out}"]) == 0
+    assert out.stat().st_size > 0

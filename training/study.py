@@ -55,6 +55,12 @@ class RunResult:
     best: float
     brake_epoch: float | None
     diverged: bool
+    test_curve: tuple[float, ...] = ()  # test accuracy after each epoch
+
+    @property
+    def decline(self) -> float:
+        """How far the test accuracy fell from its peak by the end (points)."""
+        return self.best - self.final
 
 
 def validation_selected(rows: Sequence[dict]) -> tuple[int, float]:
@@ -91,6 +97,7 @@ def read_run(run_dir: Path) -> RunResult:
         best=summary["best_test_accuracy"] * 100,
         brake_epoch=summary["brake_epoch"],
         diverged=bool(summary.get("diverged")),
+        test_curve=tuple(row["test_accuracy"] * 100 for row in rows),
     )
 
 
@@ -128,6 +135,7 @@ class RowStats:
     selected_epochs: tuple[int, ...]
     brake_epochs: tuple[float | None, ...]
     diverged_seeds: tuple[int, ...]
+    decline: Estimate  # peak minus final test accuracy
 
 
 def row_stats(name: str, reading: str, runs: dict[int, RunResult]) -> RowStats:
@@ -143,6 +151,7 @@ def row_stats(name: str, reading: str, runs: dict[int, RunResult]) -> RowStats:
         selected_epochs=tuple(r.selected_epoch for r in ordered),
         brake_epochs=tuple(r.brake_epoch for r in ordered),
         diverged_seeds=tuple(r.seed for r in ordered if r.diverged),
+        decline=Estimate.of([r.decline for r in ordered]),
     )
 
 
@@ -169,6 +178,9 @@ class Comparison:
     final: PairedTest
     selected: PairedTest
     diverged_seeds: tuple[int, ...]  # seeds where either run diverged
+    # goal's decline from its peak minus the baseline's (Holm over the table's
+    # decline tests, a family of its own)
+    decline: PairedTest | None = None
 
 
 def comparisons(results: Results, table: str, reading: str) -> list[Comparison]:
@@ -192,6 +204,7 @@ def comparisons(results: Results, table: str, reading: str) -> list[Comparison]:
                     baseline=baseline,
                     final=_paired(goal, other, "final"),
                     selected=_paired(goal, other, "selected"),
+                    decline=_paired(goal, other, "decline"),
                     diverged_seeds=tuple(
                         s for s in seeds if goal[s].diverged or other[s].diverged
                     ),
@@ -202,10 +215,11 @@ def comparisons(results: Results, table: str, reading: str) -> list[Comparison]:
 
 def _holm_over(found: list[Comparison]) -> list[Comparison]:
     tests = holm_family([c.final for c in found] + [c.selected for c in found])
+    declines = holm_family([c.decline for c in found])
     return [
-        dataclasses.replace(c, final=final, selected=selected)
-        for c, final, selected in zip(
-            found, tests[: len(found)], tests[len(found) :], strict=True
+        dataclasses.replace(c, final=final, selected=selected, decline=decline)
+        for c, final, selected, decline in zip(
+            found, tests[: len(found)], tests[len(found) :], declines, strict=True
         )
     ]
 
@@ -307,9 +321,15 @@ class StudyTable:
         )
 
 
+DEFAULT_READINGS = {"table1": "reduction", "table2": "remaining"}
+
+
 def study_table(
-    folder: str | Path, table: str, reading: str = "remaining"
+    folder: str | Path, table: str, reading: str | None = None
 ) -> StudyTable:
+    """``folder``'s runs as ``table``, goals read as ``reading`` (default:
+    the table's, see :data:`DEFAULT_READINGS`)."""
+    reading = reading or DEFAULT_READINGS[table]
     results, config = load_results(folder, table)
     order = {p.name: i for i, p in enumerate(presets.table_presets(table))}
     keys = sorted(
@@ -455,8 +475,9 @@ def rows_markdown(table: StudyTable) -> str:
     lines = [
         "| row | paper | seeds | final test acc: mean ± sd [95% CI] | "
         "test acc at the validation-best epoch | validation-best epochs "
-        "(median, range) | brake epoch (median, range) | diverged seeds |",
-        "|---|---|---|---|---|---|---|---|",
+        "(median, range) | decline from the peak | brake epoch (median, range) | "
+        "diverged seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table.rows:
         epochs = sorted(row.selected_epochs)
@@ -464,6 +485,7 @@ def rows_markdown(table: StudyTable) -> str:
             f"| {_row_label(row)} | {row.paper:.2f} | {len(row.seeds)} | "
             f"{_estimate(row.final)} | {_estimate(row.selected)} | "
             f"{np.median(epochs):g} ({epochs[0]}-{epochs[-1]}) | "
+            f"{row.decline.mean:.2f} | "
             f"{_brakes(row.brake_epochs) if 'goal' in row.name else ''} | "
             f"{', '.join(map(str, row.diverged_seeds)) or '-'} |"
         )
@@ -475,8 +497,8 @@ def comparisons_markdown(table: StudyTable) -> str:
         "| alpha | friction | mass | goal, brake factor | minus | seeds | "
         "final: difference [95% CI] | p (Holm) | seeds ahead | "
         "selected: difference [95% CI] | p (Holm) | seeds ahead | "
-        "diverged seeds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "decline from the peak: difference [95% CI] | p (Holm) | diverged seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in table.comparisons:
         lines.append(
@@ -486,6 +508,7 @@ def comparisons_markdown(table: StudyTable) -> str:
             f"{c.final.wins}/{c.final.difference.n} | "
             f"{_signed_estimate(c.selected.difference)} | {_p(c.selected)} | "
             f"{c.selected.wins}/{c.selected.difference.n} | "
+            f"{_signed_estimate(c.decline.difference)} | {_p(c.decline)} | "
             f"{', '.join(map(str, c.diverged_seeds)) or '-'} |"
         )
     return "\n".join(lines)
@@ -651,6 +674,75 @@ def batch_size_chart(curves: Sequence[BatchCurve]) -> plotting.Chart:
     return plotting.Chart(tuple(panels), columns=2)
 
 
+# Figure 3 of the paper: (alpha, friction, mass) of its panels per table
+FIGURE3_PAIRS = {
+    "table2": ((0.1, 0.1, 10.0), (0.01, 1.0, 0.1)),
+    "table1": ((0.1, 0.1, 100.0), (0.01, 0.1, 25.0)),
+}
+GOAL_COLOR, PHS_COLOR = "tab:blue", "tab:orange"  # as the paper's Figure 3
+
+
+def _band(curves: Sequence[tuple[float, ...]]) -> tuple[Estimate, ...]:
+    epochs = min(len(c) for c in curves)
+    return tuple(Estimate.of([c[e] for c in curves]) for e in range(epochs))
+
+
+def curves_chart(
+    folder: str | Path, table: str, reading: str | None = None
+) -> plotting.Chart:
+    """The paper's Figure 3 over seeds: per pair of its panels, the test
+    accuracy of goal-oriented PHS (blue) and PHS (orange) after each epoch,
+    mean with its 95 % interval as a band, and the goal runs' median brake."""
+    reading = reading or DEFAULT_READINGS[table]
+    results, config = load_results(folder, table)
+    panels = []
+    for pair in presets.pairs(table):
+        key = (pair.goal.learning_rate, pair.goal.friction, pair.goal.mass)
+        goal = results.get((pair.goal.name, reading))
+        phs = results.get((pair.phs.name, ""))
+        if key not in FIGURE3_PAIRS[table] or not goal or not phs:
+            continue
+        lines, bands = [], []
+        for runs, color, label in (
+            (goal, GOAL_COLOR, "goal-oriented"),
+            (phs, PHS_COLOR, "PHS"),
+        ):
+            estimates = _band([r.test_curve for r in runs.values()])
+            x = tuple(float(e + 1) for e in range(len(estimates)))
+            lines.append(
+                plotting.Line(
+                    x, tuple(e.mean for e in estimates), color=color,
+                    label=f"{label}: mean of {len(runs)} seeds, band 95% CI",
+                )
+            )  # fmt: skip
+            bands.append(
+                plotting.Band(
+                    x, tuple(e.low for e in estimates),
+                    tuple(e.high for e in estimates), color=color,
+                )
+            )  # fmt: skip
+        brakes = [r.brake_epoch for r in goal.values() if r.brake_epoch is not None]
+        marks = (
+            (plotting.Mark(float(np.median(brakes)), label="median brake"),)
+            if brakes
+            else ()
+        )
+        panels.append(
+            plotting.Panel(
+                title=f"alpha {key[0]:g}, friction {key[1]:g}, mass {key[2]:g}, "
+                f"batch {config['batch_size']}",
+                xlabel="epoch",
+                ylabel="test accuracy (%)",
+                lines=tuple(lines),
+                bands=tuple(bands),
+                marks=marks,
+            )
+        )
+    if not panels:
+        raise StudyError(f"{folder}: none of Figure 3's pairs has goal and PHS runs")
+    return plotting.Chart(tuple(panels), columns=2)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m phs_optax_training.study",
@@ -661,7 +753,13 @@ def _parser() -> argparse.ArgumentParser:
     table = commands.add_parser("table", help="one sweep folder as its paper table")
     table.add_argument("folder")
     table.add_argument("--table", required=True, choices=("table1", "table2"))
-    table.add_argument("--reading", default="remaining", choices=presets.READINGS)
+    table.add_argument(
+        "--reading",
+        choices=presets.READINGS,
+        help="the goal column's reading (default: remaining for table2, "
+        "reduction for table1)",
+    )
+    table.add_argument("--figure", help="also write Figure 3 over seeds as PNG here")
     sizes = commands.add_parser(
         "batch-size", help="the batch-size sweep: one folder per batch size"
     )
@@ -675,6 +773,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "table":
             print(table_markdown(study_table(args.folder, args.table, args.reading)))
+            if args.figure:
+                chart = curves_chart(args.folder, args.table, args.reading)
+                plotting.save_chart(chart, args.figure)
         else:
             curves = batch_size_study(args.folders)
             print(batch_size_markdown(curves))
