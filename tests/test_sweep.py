@@ -43,6 +43,15 @@ CONFIGS = [
         brake_trigger="step",
         brake_at_step=10,
     ),
+    # heavy-ball SGD with a cosine decay of its learning rate over the run
+    dataclasses.replace(
+        BASE,
+        optimizer="sgd",
+        learning_rate=0.05,
+        sgd_momentum=0.9,
+        sgd_schedule="cosine",
+        seed=1,
+    ),  # fmt: skip
     # options beyond the paper: a goal out of reach, a deadline that restores
     # the best params, then releases of the brake with a kick
     dataclasses.replace(
@@ -173,7 +182,7 @@ def test_rerun_skips_finished_configurations(swept, dataset):
     }
     assert before == after
     assert (sweep_dir / run_name(extra) / "summary.json").exists()
-    assert any("7 of 8 configurations done already" in m for m in messages)
+    assert any("8 of 9 configurations done already" in m for m in messages)
     assert any("[phs] epoch 1/2: 1 configs" in m for m in messages)
 
 

@@ -22,7 +22,7 @@ GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("What to run", ("demo", "compare_baselines", "preset", "goal_reading", "workdir")),
     ("Optimizer", (
         "optimizer", "learning_rate", "mass", "friction", "goal", "brake_factor",
-        "integrator", "drag", "sgd_momentum",
+        "integrator", "drag", "sgd_momentum", "sgd_schedule",
     )),
     ("When to brake", (
         "brake_trigger", "brake_at_step", "validation_fraction", "validation_patience",

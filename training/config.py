@@ -8,6 +8,7 @@ import phs_optax
 
 DATASETS = ("fashion_mnist", "cifar10")
 OPTIMIZERS = ("sgd", "phs", "goal_phs")
+SGD_SCHEDULES = ("constant", "cosine")
 BRAKE_TRIGGERS = ("goal", "validation", "both", "step")
 # LeNet5's conv_impl (phs_optax_models), or "auto": see TrainConfig.conv_impl.
 CONV_IMPLS = ("auto", "stock", "space_to_depth")
@@ -45,6 +46,11 @@ class _RunFields:
     )
     sgd_momentum: float = _field(
         0.0, "Momentum of sgd; 0 is plain SGD as in the paper."
+    )
+    sgd_schedule: str = _field(
+        "constant",
+        "sgd's learning rate over the run: constant, or cosine (from "
+        "--learning_rate down to 0 at the last update).",
     )
     brake_trigger: str = _field(
         "goal",
@@ -181,6 +187,20 @@ def validate(config: TrainConfig, num_devices: int) -> None:
         f"--sgd_momentum must be in [0, 1), got {config.sgd_momentum}",
     )
     _require(
+        config.sgd_schedule in SGD_SCHEDULES,
+        f"--sgd_schedule must be one of {', '.join(SGD_SCHEDULES)}, "
+        f"got {config.sgd_schedule!r}",
+    )
+    cosine = config.sgd_schedule == "cosine"
+    _require(
+        not cosine or config.optimizer == "sgd",
+        "--sgd_schedule=cosine needs --optimizer=sgd",
+    )
+    _require(
+        not cosine or config.brake_trigger != "step",
+        "--sgd_schedule=cosine and --brake_trigger=step are two schedules; give one",
+    )
+    _require(
         0 <= config.validation_fraction < 1,
         f"--validation_fraction must be in [0, 1), got {config.validation_fraction}",
     )
@@ -269,6 +289,8 @@ def run_name(config: TrainConfig) -> str:
         name += f"_f{config.friction:g}_m{config.mass:g}"
     if config.optimizer == "sgd" and config.sgd_momentum:
         name += f"_mom{config.sgd_momentum:g}"
+    if config.optimizer == "sgd" and config.sgd_schedule == "cosine":
+        name += "_cos"
     if config.brake_trigger == "step":
         name += f"_at{config.brake_at_step}_b{config.brake_factor:g}"
     elif config.brake_trigger == "validation":

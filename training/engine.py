@@ -28,7 +28,7 @@ import optax
 import phs_optax
 from phs_optax_training.config import TrainConfig
 
-STEP_TRIGGERS = ("brake", "sgd_drop")
+STEP_TRIGGERS = ("brake", "sgd_scale")
 
 
 class StepTrigger(NamedTuple):
@@ -36,22 +36,48 @@ class StepTrigger(NamedTuple):
 
     brake_at: jax.Array  #: int32: the update that brakes or drops; -1: never.
     sgd_scale: jax.Array  #: float32: SGD's factor on updates from brake_at on.
+    #: int32: SGD's cosine decay over this many updates (0: none).
+    cosine_steps: jax.Array = np.int32(0)
 
 
 def step_trigger_kind(config: TrainConfig) -> str | None:
-    """``"brake"``, ``"sgd_drop"`` or None: what ``config``'s step trigger does."""
+    """What ``config``'s step trigger does: ``"brake"`` (goal_phs braked at a
+    fixed update), ``"sgd_scale"`` (SGD's updates scaled by a learning-rate
+    drop at a fixed update or a cosine decay) or None."""
+    if config.optimizer == "sgd" and config.sgd_schedule == "cosine":
+        return "sgd_scale"
     if config.brake_trigger != "step":
         return None
-    return "sgd_drop" if config.optimizer == "sgd" else "brake"
+    return "sgd_scale" if config.optimizer == "sgd" else "brake"
 
 
-def step_trigger(config: TrainConfig) -> StepTrigger:
-    """The step trigger of ``config`` (never, unless ``brake_trigger="step"``)."""
+def step_trigger(
+    config: TrainConfig, steps_per_epoch: int | None = None
+) -> StepTrigger:
+    """The step trigger of ``config`` (never, unless ``brake_trigger="step"``
+    or SGD's cosine schedule, which decays over all ``num_epochs *
+    steps_per_epoch`` updates)."""
     on_step = config.brake_trigger == "step"
+    cosine = config.optimizer == "sgd" and config.sgd_schedule == "cosine"
+    if cosine and steps_per_epoch is None:
+        raise ValueError("a cosine schedule needs steps_per_epoch")
     return StepTrigger(
         jnp.asarray(config.brake_at_step if on_step else -1, jnp.int32),
         jnp.asarray(1.0 / config.brake_factor if on_step else 1.0, jnp.float32),
+        jnp.asarray(config.num_epochs * steps_per_epoch if cosine else 0, jnp.int32),
     )
+
+
+def sgd_update_scale(trigger: StepTrigger, step: jax.Array) -> jax.Array:
+    """SGD's learning-rate factor at update ``step`` (0-based): the drop from
+    ``brake_at`` on, times ``(1 + cos(pi * step / T)) / 2`` with ``T =
+    cosine_steps`` (optax.cosine_decay_schedule's curve; 1 without)."""
+    dropped = (trigger.brake_at >= 0) & (step >= trigger.brake_at)
+    scale = jnp.where(dropped, trigger.sgd_scale, 1.0)
+    total = jnp.maximum(trigger.cosine_steps, 1).astype(jnp.float32)
+    progress = jnp.minimum(step.astype(jnp.float32), total) / total
+    cosine = 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+    return jnp.where(trigger.cosine_steps > 0, scale * cosine, scale)
 
 
 def cross_entropy_sum(
@@ -111,9 +137,8 @@ def train_on_batch(
         grads = jax.lax.pmean(grads, axis_name)
         loss = jax.lax.pmean(loss, axis_name)
     updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-    if trigger_kind == "sgd_drop":
-        dropped = (trigger.brake_at >= 0) & (step >= trigger.brake_at)
-        scale = jnp.where(dropped, trigger.sgd_scale, 1.0)
+    if trigger_kind == "sgd_scale":
+        scale = sgd_update_scale(trigger, step)
         updates = jax.tree.map(lambda u: u * scale, updates)
     correct = correct_count(logits, labels, mask).astype(jnp.float32)
     return BatchResult(

@@ -107,7 +107,7 @@ def make_train_step(
     per_shard = global_batch_size // num_shards
     devices_per_shard = jax.device_count() // num_shards
     trigger_kind = None if config is None else engine.step_trigger_kind(config)
-    trigger = engine.step_trigger(config or TrainConfig())
+    trigger = engine.step_trigger(config or TrainConfig(), steps_per_epoch)
 
     def train_step(state, totals, images, labels, permutation):
         step_before = state.step.astype(jnp.float32)

@@ -54,7 +54,7 @@ from phs_optax_training.config import (
 )
 from phs_optax_training.model import create_model
 
-PER_CONFIG_FIELDS = ("optimizer", "learning_rate", "mass", "friction", "goal", "brake_factor", "sgd_momentum", "brake_trigger", "brake_at_step", "seed", *EXTENSION_DEFAULTS)  # fmt: skip
+PER_CONFIG_FIELDS = ("optimizer", "learning_rate", "mass", "friction", "goal", "brake_factor", "sgd_momentum", "sgd_schedule", "brake_trigger", "brake_at_step", "seed", *EXTENSION_DEFAULTS)  # fmt: skip
 GROUPS = ("phs", "phs-step", "phs-validation", "sgd")
 _WITHOUT_GOAL = ("phs-step", "phs-validation")
 
@@ -156,15 +156,17 @@ def stacked_hyperparams(
     }
 
 
-def stacked_triggers(configs: Sequence[TrainConfig]) -> engine.StepTrigger:
+def stacked_triggers(
+    configs: Sequence[TrainConfig], steps_per_epoch: int
+) -> engine.StepTrigger:
     """The configurations' step triggers, stacked (see :func:`engine.step_trigger`)."""
-    triggers = [engine.step_trigger(c) for c in configs]
+    triggers = [engine.step_trigger(c, steps_per_epoch) for c in configs]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *triggers)
 
 
 def trigger_kind_of(group: str) -> str | None:
     """What the step trigger does in ``group`` (see :mod:`engine`)."""
-    return {"phs-step": "brake", "sgd": "sgd_drop"}.get(group)
+    return {"phs-step": "brake", "sgd": "sgd_scale"}.get(group)
 
 
 # --- the stacked state and the vmapped step ---------------------------------------
@@ -455,7 +457,7 @@ def _train_chunk(
     )
     count = program.steps_per_epoch * base.batch_size
     step = jnp.zeros([], jnp.int32)
-    triggers = stacked_triggers(configs)
+    triggers = stacked_triggers(configs, program.steps_per_epoch)
     validation_triggers = _ValidationTriggers(configs)
     histories: list[list[dict]] = [[] for _ in configs]
     start = time.time()
