@@ -15,6 +15,8 @@ docstring giving the paper's experiment and the command that runs it:
   Table 2 pairs at one batch size of a sweep over batch sizes;
 * :mod:`.beyond`: ``beyond-table1``, ``beyond-table2``, goal_phs options
   beyond the paper;
+* :mod:`.tuning`: ``tuning``, ``tuned``, goal-oriented braking against
+  schedules tuned with the same budget on the validation split;
 * :mod:`.validation_trigger`: ``validation-table1``, ``validation-table2``,
   braking on a rising held-out loss.
 """
@@ -35,6 +37,7 @@ from phs_optax_training.experiments import (
     protocol,
     table1,
     table2,
+    tuning,
     validation_trigger,
 )
 
@@ -69,6 +72,8 @@ SWEEPS: dict[str, NamedSweep] = {
         partial(beyond.beyond_configs, "table2"),
         variants=tuple(beyond.BEYOND_VARIANTS["table2"]),
     ),
+    "tuning": NamedSweep(tuning.tuning_configs),
+    "tuned": NamedSweep(tuning.tuned_configs, needs_reference=True),
     "validation-table1": NamedSweep(
         partial(validation_trigger.validation_configs, "table1"),
         variants=validation_trigger.VALIDATION_KINDS,
