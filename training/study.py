@@ -386,7 +386,7 @@ class BatchCurve:
 
 
 def batch_size_study(folders: Sequence[str | Path]) -> tuple[BatchCurve, ...]:
-    """The chosen pairs of :mod:`~phs_optax_training.experiments.batch_size`
+    """The chosen pairs of ``phs_optax_training.experiments.batch_size``
     in each of ``folders`` (one batch size each), Holm-corrected over every
     point's tests (both metrics)."""
     by_batch: dict[int, Results] = {}
