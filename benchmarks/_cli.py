@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 CASE_NAMES = ("fmnist-64", "cifar-64", "fmnist-256")
 
@@ -12,11 +12,13 @@ def parse_args(
     cases: Iterable[str] = CASE_NAMES,
     devices: Iterable[str] = ("default",),
     conv_impls: Iterable[str] = (),
+    commands: Iterable[str] = ("step", "epoch"),
+    add_flags: Callable[[argparse.ArgumentParser], None] | None = None,
 ) -> argparse.Namespace:
     """The shared flags; with ``conv_impls``, also ``--conv_impl`` (the first
-    is its default)."""
+    is its default); ``add_flags`` adds a script's own flags to the parser."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["step", "epoch"])
+    parser.add_argument("what", choices=list(commands))
     parser.add_argument("--case", choices=sorted(cases), default="fmnist-64")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
@@ -35,4 +37,6 @@ def parse_args(
             default=conv_impls[0],
             help="LeNet-5's conv + pool layers, as train.py's --conv_impl",
         )
+    if add_flags is not None:
+        add_flags(parser)
     return parser.parse_args()
