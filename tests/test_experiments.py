@@ -152,7 +152,13 @@ def test_every_named_sweep_is_a_valid_sweep_of_distinct_runs(tmp_path):
         (tmp_path / run_name(config)).mkdir()
         (tmp_path / run_name(config) / "summary.json").write_text('{"brake_step": 9}')
     for name in NAMED_SWEEPS:
-        configs = named_sweep(name, [0, 1], base, reference=tmp_path)
+        if name == "tuned":  # needs a tuning folder: tests/test_tuning.py
+            continue
+        # the held-out configurations of the rule have their own batch sizes
+        at = (
+            dataclasses.replace(base, batch_size=64) if name == "rule-heldout" else base
+        )
+        configs = named_sweep(name, [0, 1], at, reference=tmp_path)
         assert checked_configs(configs), name  # raises for a run twice
 
 
@@ -310,3 +316,25 @@ def test_batch_size_sweep_runs_goal_and_phs_of_four_pairs_that_train():
     assert {run_name(c) for c in configs} <= table2
     # neither pair of low friction, whose PHS run collapses at batch 64
     assert not {(c.friction, c.mass) for c in configs} & {(0.01, 10.0), (0.1, 0.1)}
+
+
+def test_the_rule_predicts_from_the_temperature_and_its_test_set_is_new():
+    from phs_optax_training.experiments import rule
+
+    # formed on: batch 10 wins and batch 32 losses of the step-0.1 pairs
+    assert rule.prediction(0.1, 0.1, 10.0, 10) == "win"
+    assert rule.prediction(0.1, 0.1, 10.0, 32) == "lose"
+    assert rule.prediction(0.1, 0.1, 10.0, 16) == "none"
+    table2 = {
+        (p.learning_rate, p.friction, p.mass) for p in presets.table_presets("table2")
+    }
+    predicted = set()
+    for batch, triples in rule.HELD_OUT.items():
+        assert not set(triples) & table2  # none was used to form the rule
+        base = TrainConfig(batch_size=batch, validation_fraction=0.1)
+        configs = named_sweep("rule-heldout", [0, 1], base)
+        assert len(configs) == len(triples) * 2 * 2
+        predicted |= {rule.prediction(*t, batch) for t in triples}
+    assert predicted == {"win", "lose"}  # both outcomes are at stake, no abstention
+    with pytest.raises(ValueError, match="not 32"):
+        named_sweep("rule-heldout", [0], TrainConfig(batch_size=32))

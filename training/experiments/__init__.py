@@ -15,6 +15,8 @@ docstring giving the paper's experiment and the command that runs it:
   Table 2 pairs at one batch size of a sweep over batch sizes;
 * :mod:`.beyond`: ``beyond-table1``, ``beyond-table2``, goal_phs options
   beyond the paper;
+* :mod:`.rule`: ``rule-heldout``, the configurations that test the rule for
+  when braking pays;
 * :mod:`.tuning`: ``tuning``, ``tuned``, goal-oriented braking against
   schedules tuned with the same budget on the validation split;
 * :mod:`.validation_trigger`: ``validation-table1``, ``validation-table2``,
@@ -35,6 +37,7 @@ from phs_optax_training.experiments import (
     beyond,
     figure1,
     protocol,
+    rule,
     table1,
     table2,
     tuning,
@@ -72,6 +75,7 @@ SWEEPS: dict[str, NamedSweep] = {
         partial(beyond.beyond_configs, "table2"),
         variants=tuple(beyond.BEYOND_VARIANTS["table2"]),
     ),
+    "rule-heldout": NamedSweep(rule.heldout_configs),
     "tuning": NamedSweep(tuning.tuning_configs),
     "tuned": NamedSweep(tuning.tuned_configs, needs_reference=True),
     "validation-table1": NamedSweep(
