@@ -1,0 +1,26 @@
+#!/bin/bash
+# Regenerates the study's tables and figures under results/study/ from its run
+# folders (each made by the sweep command on its page). Tables whose folders
+# are not there yet are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+R=results/study
+study() { python -m phs_optax_training.study "$@"; }
+for b in 64 10; do
+  if [ -d $R/table2/batch$b ]; then
+    study table $R/table2/batch$b --table=table2 \
+      --figure=$R/table2/figure3_batch$b.png > $R/table2/batch$b.md
+  fi
+done
+sizes=()
+for f in $R/table2/batch10 $R/batch-size/batch16 $R/batch-size/batch32 \
+         $R/table2/batch64 $R/batch-size/batch128; do
+  [ -d "$f" ] && sizes+=("$f")
+done
+if [ ${#sizes[@]} -gt 0 ]; then
+  study batch-size "${sizes[@]}" --figure=$R/batch-size/batch_size.png \
+    > $R/batch-size/tables.md
+fi
+if [ -d $R/tuning/batch64 ] && [ -d $R/tuned/batch64 ]; then
+  study tuned $R/tuning/batch64 $R/tuned/batch64 > $R/tuned/batch64.md
+fi
