@@ -65,7 +65,7 @@ def step_runner(
         jnp.zeros([], jnp.int32),
     ]
     args = (
-        vmap_sweep.stacked_triggers(configs),
+        vmap_sweep.stacked_triggers(configs, program.steps_per_epoch),
         vmap_sweep.epoch_permutations(configs, 1, len(labels)),
         images,
         labels,

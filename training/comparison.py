@@ -7,7 +7,7 @@ initial loss) and brake factor (10), as goal_phs, PHS and SGD at the same
 alpha, at batch 10 and at batch 64, for 3 epochs on all of Fashion-MNIST. It
 ends with a table and one sentence per batch size: when goal_phs braked and
 how far it ended above or below PHS and SGD. The pair was chosen for the
-project's finding on Table 2 (results/README.md): the batch size decides the
+project's finding on Table 2 (results/study/): the batch size decides the
 sign of the effect, and in this pair it does so from the first epochs on. In
 results/table2 (3 seeds, the same runs for 20 epochs) goal_phs minus PHS after
 3 epochs is +1.2 to +2.4 points at batch 10 and -2.9 to -3.0 at batch 64, on
@@ -143,12 +143,14 @@ def demo_outro(config: TrainConfig) -> list[str]:
         "Why: PHS is heavy-ball SGD with an effective step of about alpha / (mass "
         f"* friction){step}; braking multiplies the friction by "
         f"{config.brake_factor:g}, so it is an early learning-rate drop{drop}.",
-        "This project's finding (results/README.md; 3 seeds, 20 epochs): the batch "
-        "size decides the sign. Braking pays in 6 of 8 Table 2 pairs at batch 10, "
-        "where PHS is limited by minibatch noise, and in 2 of 8 at batch 64, the "
-        "two where PHS diverges; elsewhere at batch 64 the drop only slows "
-        "training. Heavy-ball SGD with the same drop at the same step ends within "
-        "0.71 points of goal_phs (4 pairs, 3 seeds, batch 64).",
+        "This project's finding (results/study/; 5-10 seeds, 20 epochs, chosen on "
+        "a validation split): the sign follows PHS's step over the batch size, "
+        "alpha / (mass * friction * batch). At batch 64 braking loses in the 6 "
+        "Table 2 pairs where PHS trains (significantly, 10 seeds) and wins in the 2 "
+        "where PHS collapses; pairs of step 0.1, like this one, win at batch 10 "
+        "and lose from batch 32 on; pairs of step 0.01 lose at every batch size. "
+        "Heavy-ball SGD with the same drop at the same step ends within 0.71 points "
+        "of goal_phs (results/README.md, 4 pairs, 3 seeds, batch 64).",
         f"This run is one seed and {config.num_epochs} "
         f"epoch{'s' if config.num_epochs != 1 else ''}: each difference is a single "
         "measurement, not a significance test; differences of about a point or "
