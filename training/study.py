@@ -215,15 +215,19 @@ def comparisons(results: Results, table: str, reading: str) -> list[Comparison]:
     return _holm_over(found)
 
 
-def _holm_over(found: list[Comparison]) -> list[Comparison]:
-    tests = holm_family([c.final for c in found] + [c.selected for c in found])
-    declines = holm_family([c.decline for c in found])
+def _with_holm(items: Sequence, fields: Sequence[str]) -> list:
+    """``items`` (dataclasses) with the :class:`PairedTest` in each of
+    ``fields`` Holm-corrected, the family being all of those tests."""
+    tests = iter(holm_family([getattr(i, f) for f in fields for i in items]))
+    adjusted = {f: [next(tests) for _ in items] for f in fields}
     return [
-        dataclasses.replace(c, final=final, selected=selected, decline=decline)
-        for c, final, selected, decline in zip(
-            found, tests[: len(found)], tests[len(found) :], declines, strict=True
-        )
+        dataclasses.replace(item, **{f: adjusted[f][k] for f in fields})
+        for k, item in enumerate(items)
     ]
+
+
+def _holm_over(found: list[Comparison]) -> list[Comparison]:
+    return _with_holm(_with_holm(found, ("final", "selected")), ("decline",))
 
 
 def dynamics_key(config: dict) -> tuple[float, float]:
@@ -280,23 +284,13 @@ def noise_floor(results: Results, table: str, config: dict) -> NoiseFloor:
                     _paired(a, b, "selected"),
                 )
             )  # fmt: skip
-    pairs = holm_family_pairs(pairs)
+    pairs = _with_holm(pairs, ("final", "selected"))
 
     def pooled(metric: str) -> Estimate | None:
         values = [v for p in pairs for v in getattr(p, metric).difference.values]
         return Estimate.of(values) if values else None
 
     return NoiseFloor(tuple(pairs), pooled("final"), pooled("selected"))
-
-
-def holm_family_pairs(pairs: list[IdenticalPair]) -> list[IdenticalPair]:
-    tests = holm_family([p.final for p in pairs] + [p.selected for p in pairs])
-    return [
-        dataclasses.replace(p, final=final, selected=selected)
-        for p, final, selected in zip(
-            pairs, tests[: len(pairs)], tests[len(pairs) :], strict=True
-        )
-    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,18 +415,10 @@ def batch_size_study(folders: Sequence[str | Path]) -> tuple[BatchCurve, ...]:
 
 
 def _holm_over_points(curves: list[BatchCurve]) -> tuple[BatchCurve, ...]:
-    points = [p for c in curves for p in c.points]
-    tests = iter(holm_family([p.final for p in points] + [p.selected for p in points]))
-    finals = {id(p): next(tests) for p in points}
-    selected = {id(p): next(tests) for p in points}
+    points = _with_holm([p for c in curves for p in c.points], ("final", "selected"))
+    corrected = iter(points)
     return tuple(
-        dataclasses.replace(
-            c,
-            points=tuple(
-                dataclasses.replace(p, final=finals[id(p)], selected=selected[id(p)])
-                for p in c.points
-            ),
-        )
+        dataclasses.replace(c, points=tuple(next(corrected) for _ in c.points))
         for c in curves
     )
 
