@@ -519,13 +519,17 @@ def tuned_study(tuning_folder: str | Path, tuned_folder: str | Path) -> TunedStu
         ("paper goal", row_config(pair.goal, tuning.READING, 0, base)),
         ("paper PHS", row_config(pair.phs, "", 0, base)),
     ]
+    stored = [
+        (_base_config(json.loads(path.read_text())["config"]), path.parent)
+        for path in summaries
+    ]
     runs = {}
     for label, config in labelled:
-        found = {}
-        for path in sorted(tuned_folder.glob("*/summary.json")):
-            stored = _base_config(json.loads(path.read_text())["config"])
-            if dataclasses.replace(stored, seed=0) == config:
-                found[stored.seed] = read_run(path.parent)
+        found = {
+            c.seed: read_run(run_dir)
+            for c, run_dir in stored
+            if dataclasses.replace(c, seed=0) == config
+        }
         if found:
             runs[label] = (config, found)
     rows = tuple(
