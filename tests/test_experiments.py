@@ -335,6 +335,10 @@ def test_the_rule_predicts_from_the_temperature_and_its_test_set_is_new():
         configs = named_sweep("rule-heldout", [0, 1], base)
         assert len(configs) == len(triples) * 2 * 2
         predicted |= {rule.prediction(*t, batch) for t in triples}
+        assert all(rule.is_held_out("fashion_mnist", *t, batch) for t in triples)
     assert predicted == {"win", "lose"}  # both outcomes are at stake, no abstention
+    assert not rule.is_held_out("fashion_mnist", 0.1, 0.1, 10.0, 10)
+    assert rule.is_held_out("cifar10", 0.1, 0.1, 100.0, 64)  # a Table 1 pair
+    assert not rule.is_held_out("cifar10", 0.1, 0.1, 100.0, 10)
     with pytest.raises(ValueError, match="not 32"):
         named_sweep("rule-heldout", [0], TrainConfig(batch_size=32))

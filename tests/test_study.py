@@ -277,3 +277,56 @@ def test_figure3_over_seeds_draws_the_papers_pairs_with_bands(folder, tmp_path):
     out = tmp_path / "figure3.png"
     assert study.main(["table", str(folder), "--table=table2", f"--figure={out}"]) == 0
     assert out.stat().st_size > 0
+
+
+def write_config_run(folder, config, test, validation):
+    """A finished run folder of ``config`` (per epoch accuracies, fractions)."""
+    run_dir = folder / run_name(config)
+    run_dir.mkdir(parents=True)
+    rows = [
+        {"epoch": e + 1, "test_accuracy": t, "validation_accuracy": v}
+        for e, (t, v) in enumerate(zip(test, validation, strict=True))
+    ]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = {
+        "config": dataclasses.asdict(config),
+        "epochs_done": len(test),
+        "final_test_accuracy": test[-1],
+        "best_test_accuracy": max(test),
+        "brake_epoch": 0.5 if config.optimizer == "goal_phs" else None,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def test_rule_study_scores_each_held_out_cell_against_its_prediction(tmp_path):
+    from phs_optax_training.experiments import named_sweep, rule
+
+    base = TrainConfig(num_epochs=2, batch_size=10, validation_fraction=0.1)
+    # batch 10: the triples predicted to win; goal ahead on the first only
+    for config in named_sweep("rule-heldout", [0, 1, 2], base):
+        first = (config.learning_rate, config.friction) == (0.02, 0.2)
+        gap = 0.02 if first else -0.01
+        gap = gap if config.optimizer == "goal_phs" else 0.0
+        final = 0.85 + gap + 0.001 * config.seed
+        write_config_run(tmp_path / "b10", config, [0.8, final], [0.7, 0.9])
+    cells = study.rule_study([tmp_path / "b10"])
+    assert len(cells) == len(rule.HELD_OUT[10])
+    assert {c.prediction for c in cells} == {"win"}
+    by_triple = {(c.alpha, c.friction, c.mass): c for c in cells}
+    first = by_triple[(0.02, 0.2, 0.5)]
+    assert first.outcome == "hit" and first.selected.difference.mean == pytest.approx(2)
+    assert first.temperature == pytest.approx(0.02)
+    assert (first.goal, first.brake_factor) == (rule.GOAL, rule.BRAKE_FACTOR)
+    assert [c.outcome for c in cells].count("miss") == 2
+    assert all(c.selected.p_holm is not None for c in cells)
+    text = study.rule_markdown(cells)
+    assert "1 hits and 2 misses in 3 predicted cells (0 abstained)" in text
+    assert study.main(["rule", str(tmp_path / "b10")]) == 0
+
+
+def test_rule_study_refuses_a_configuration_the_rule_was_formed_on(tmp_path, capsys):
+    write_run(tmp_path, PAIR.phs, 0, [0.8, 0.85], [0.8, 0.85])
+    assert study.main(["rule", str(tmp_path)]) == 2
+    assert "not a held-out configuration of the rule" in capsys.readouterr().err
+    with pytest.raises(study.StudyError, match="no held-out cell"):
+        study.rule_study([tmp_path / "empty"])

@@ -37,7 +37,7 @@ import numpy as np
 
 from phs_optax_training import plotting, presets, report
 from phs_optax_training.config import TrainConfig, run_name
-from phs_optax_training.experiments import batch_size, tuning
+from phs_optax_training.experiments import batch_size, rule, tuning
 from phs_optax_training.experiments.common import row_config
 from phs_optax_training.stats import CONFIDENCE, Estimate, PairedTest, holm_family
 
@@ -597,6 +597,136 @@ def tuned_markdown(study: TunedStudy) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------- the rule for braking
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleCell:
+    """Goal-oriented minus PHS of one held-out configuration, with the rule's
+    prediction (``phs_optax_training.experiments.rule``)."""
+
+    dataset: str
+    alpha: float
+    friction: float
+    mass: float
+    batch_size: int
+    goal: float
+    brake_factor: float
+    final: PairedTest
+    selected: PairedTest  # the rule's metric
+
+    @property
+    def temperature(self) -> float:
+        return rule.temperature(self.alpha, self.friction, self.mass, self.batch_size)
+
+    @property
+    def prediction(self) -> str:
+        return rule.prediction(self.alpha, self.friction, self.mass, self.batch_size)
+
+    @property
+    def outcome(self) -> str:
+        """ "hit" when the mean difference has the predicted sign, else "miss";
+        "abstain" where the rule predicts nothing."""
+        if self.prediction == "none":
+            return "abstain"
+        ahead = self.selected.difference.mean > 0
+        return "hit" if ahead == (self.prediction == "win") else "miss"
+
+
+@dataclasses.dataclass
+class _HeldOutRuns:
+    goal_settings: set[tuple[float, float]] = dataclasses.field(default_factory=set)
+    goal: dict[int, RunResult] = dataclasses.field(default_factory=dict)
+    phs: dict[int, RunResult] = dataclasses.field(default_factory=dict)
+
+
+def _held_out_runs(folder: Path) -> dict[tuple, _HeldOutRuns]:
+    """(dataset, alpha, friction, mass, batch size) -> the finished
+    goal-oriented and PHS runs of ``folder`` (other optimizers are skipped)."""
+    cells: dict[tuple, _HeldOutRuns] = {}
+    for path in sorted(folder.glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        config = summary["config"]
+        if config["optimizer"] not in ("goal_phs", "phs"):
+            continue
+        if summary["epochs_done"] < config["num_epochs"]:
+            continue
+        key = (
+            config["dataset"], config["learning_rate"], config["friction"],
+            config["mass"], config["batch_size"],
+        )  # fmt: skip
+        if not rule.is_held_out(*key):
+            raise StudyError(
+                f"{path.parent}: not a held-out configuration of the rule "
+                "(see results/study/rule.md)"
+            )
+        cell = cells.setdefault(key, _HeldOutRuns())
+        run = read_run(path.parent)
+        if config["optimizer"] == "goal_phs":
+            cell.goal_settings.add((config["goal"], config["brake_factor"]))
+            cell.goal[run.seed] = run
+        else:
+            cell.phs[run.seed] = run
+    return cells
+
+
+def rule_study(folders: Sequence[str | Path]) -> tuple[RuleCell, ...]:
+    """Every held-out cell in ``folders`` that has goal-oriented and PHS runs
+    of common seeds, Holm-corrected over the cells (each metric a family)."""
+    cells = []
+    for folder in folders:
+        for key, runs in sorted(_held_out_runs(Path(folder)).items()):
+            if not set(runs.goal) & set(runs.phs):
+                continue
+            if len(runs.goal_settings) > 1:
+                raise StudyError(f"{folder}: several goal settings for {key}")
+            ((goal, brake_factor),) = runs.goal_settings
+            cells.append(
+                RuleCell(
+                    *key, goal, brake_factor, _paired(runs.goal, runs.phs, "final"),
+                    _paired(runs.goal, runs.phs, "selected"),
+                )
+            )  # fmt: skip
+    if not cells:
+        raise StudyError("no held-out cell has goal-oriented and PHS runs yet")
+    return tuple(_with_holm(_with_holm(cells, ("selected",)), ("final",)))
+
+
+DATASET_NAMES = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+
+
+def rule_markdown(cells: Sequence[RuleCell]) -> str:
+    predicted = [c for c in cells if c.outcome != "abstain"]
+    hits = [c for c in predicted if c.outcome == "hit"]
+    misses = [c for c in predicted if c.outcome == "miss"]
+    lines = [
+        f"- {len(hits)} hits and {len(misses)} misses in {len(predicted)} predicted "
+        f"cells ({len(cells) - len(predicted)} abstained); significant after Holm "
+        f"over the {len(cells)} cells: {sum(c.selected.significant for c in hits)} "
+        f"of the hits, {sum(c.selected.significant for c in misses)} of the misses.",
+        "",
+        "Goal-oriented minus PHS, paired by seed, accuracies in percent; "
+        "`*`: significant after Holm's correction over the cells (each metric "
+        "its own family).",
+        "",
+        "| data | alpha | friction | mass | batch | T | goal, brake factor | "
+        "prediction | seeds | selected: difference [95% CI] | p (Holm) | "
+        "seeds ahead | outcome | final: difference [95% CI] | p (Holm) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        lines.append(
+            f"| {DATASET_NAMES.get(c.dataset, c.dataset)} | {c.alpha:g} | "
+            f"{c.friction:g} | {c.mass:g} | {c.batch_size} | {c.temperature:.2g} | "
+            f"{c.goal:g}, {c.brake_factor:g} | {c.prediction} | "
+            f"{c.selected.difference.n} | {_signed_estimate(c.selected.difference)} | "
+            f"{_p(c.selected)} | {c.selected.wins}/{c.selected.difference.n} | "
+            f"**{c.outcome}** | {_signed_estimate(c.final.difference)} | "
+            f"{_p(c.final)} |"
+        )
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ Markdown
 
 
@@ -933,6 +1063,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     tuned.add_argument("tuning_folder")
     tuned.add_argument("tuned_folder")
+    held_out = commands.add_parser(
+        "rule", help="the rule for when braking pays, on its held-out runs"
+    )
+    held_out.add_argument(
+        "folders", nargs="+", help="rule-heldout and table1 (CIFAR-10) folders"
+    )
     return parser
 
 
@@ -946,6 +1082,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 plotting.save_chart(chart, args.figure)
         elif args.command == "tuned":
             print(tuned_markdown(tuned_study(args.tuning_folder, args.tuned_folder)))
+        elif args.command == "rule":
+            print(rule_markdown(rule_study(args.folders)))
         else:
             curves = batch_size_study(args.folders)
             print(batch_size_markdown(curves))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from phs_optax_training import presets
 from phs_optax_training.config import TrainConfig
 
 WIN_ABOVE = 0.008
@@ -48,6 +49,23 @@ def prediction(alpha: float, friction: float, mass: float, batch_size: int) -> s
     """ "win", "lose" or "none" (between the thresholds) for goal minus PHS."""
     t = temperature(alpha, friction, mass, batch_size)
     return "win" if t > WIN_ABOVE else "lose" if t < LOSE_BELOW else "none"
+
+
+def is_held_out(
+    dataset: str, alpha: float, friction: float, mass: float, batch_size: int
+) -> bool:
+    """Whether a goal-vs-PHS cell is one the rule was tested on (not formed on):
+    a triple of ``HELD_OUT`` on Fashion-MNIST, or a Table 1 pair on CIFAR-10 at
+    batch 64."""
+    triple = (alpha, friction, mass)
+    if dataset == "fashion_mnist":
+        return triple in HELD_OUT.get(batch_size, ())
+    if dataset == "cifar10":
+        return batch_size == 64 and triple in {
+            (p.goal.learning_rate, p.goal.friction, p.goal.mass)
+            for p in presets.pairs("table1")
+        }
+    return False
 
 
 def heldout_configs(seeds: Sequence[int], base: TrainConfig) -> list[TrainConfig]:
