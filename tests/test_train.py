@@ -292,6 +292,10 @@ def test_validation_triggered_braking_runs_and_reports_validation_loss(
     # With goal=None the only way to brake is a rising validation loss.
     assert rows[-1]["braked"] is rose
     assert summary["config"]["steps_per_epoch"] == 384 // 32
+    # model selection on the validation split, never on the test set
+    best = max(rows, key=lambda row: (row["validation_accuracy"], -row["epoch"]))
+    assert summary["selected_epoch"] == best["epoch"]
+    assert summary["selected_test_accuracy"] == best["test_accuracy"]
 
 
 @pytest.mark.skipif(
@@ -356,3 +360,5 @@ def test_summary_records_what_produced_the_run(dataset, tmp_path):
     assert recorded["cpu"] and recorded["cpu_threads"] >= 1
     assert recorded["device_count"] == jax.device_count()
     assert recorded["device_kind"] == jax.devices()[0].device_kind
+    # no validation split: nothing to select on but the test set
+    assert summary["selected_test_accuracy"] is None

@@ -315,14 +315,17 @@ def run(argv: list[str]) -> None:
 
 def _print_summaries(summaries: dict, runs: dict, overlay: bool) -> None:
     print(
-        f"{'optimizer':<10} {'final test acc':>14} {'best test acc':>13} {'brake epoch':>11}  workdir"
+        f"{'optimizer':<10} {'final test acc':>14} {'at best val':>11} "
+        f"{'best test acc':>13} {'brake epoch':>11}  workdir"
     )
     for name, summary in summaries.items():
         brake = summary["brake_epoch"]
+        selected = summary["selected_test_accuracy"]
         diverged = summary["diverged_at"]
         note = "" if diverged is None else f"  diverged at epoch {diverged['epoch']}"
         print(
             f"{name:<10} {summary['final_test_accuracy']:>14.4f} "
+            f"{'-' if selected is None else f'{selected:.4f}':>11} "
             f"{summary['best_test_accuracy']:>13.4f} "
             f"{'-' if brake is None else f'{brake:.2f}':>11}  {runs[name][1]}{note}"
         )

@@ -13,10 +13,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -652,6 +653,19 @@ def _divergence_line(
     )
 
 
+def validation_best(history: Sequence[Metrics]) -> Metrics | None:
+    """The metrics row of the highest validation accuracy (the earliest on a
+    tie): model selection without the test set. None without a validation
+    split (or without a finite validation accuracy)."""
+    scored = [
+        (row["validation_accuracy"], -index)
+        for index, row in enumerate(history)
+        if row.get("validation_accuracy") is not None
+        and math.isfinite(row["validation_accuracy"])
+    ]
+    return history[-max(scored)[1]] if scored else None
+
+
 def build_summary(
     config: TrainConfig,
     history: list[Metrics],
@@ -660,6 +674,7 @@ def build_summary(
     dataset: data_lib.Dataset,
 ) -> Metrics:
     best = max(history, key=lambda row: row["test_accuracy"])
+    selected = validation_best(history)
     brake_step = history[-1]["brake_step"]
     return {
         "config": {**dataclasses.asdict(config), "steps_per_epoch": steps_per_epoch},
@@ -676,6 +691,11 @@ def build_summary(
         "final_test_accuracy": history[-1]["test_accuracy"],
         "best_test_accuracy": best["test_accuracy"],
         "best_epoch": best["epoch"],
+        # the test accuracy at the validation-best epoch (None without a split)
+        "selected_test_accuracy": None
+        if selected is None
+        else selected["test_accuracy"],
+        "selected_epoch": None if selected is None else selected["epoch"],
         "brake_step": brake_step,
         "brake_epoch": None if brake_step is None else brake_step / steps_per_epoch,
         "wall_time": history[-1]["wall_time"],
