@@ -24,3 +24,16 @@ fi
 if [ -d $R/tuning/batch64 ] && [ -d $R/tuned/batch64 ]; then
   study tuned $R/tuning/batch64 $R/tuned/batch64 > $R/tuned/batch64.md
 fi
+if [ -d $R/table1/batch64 ]; then
+  study table $R/table1/batch64 --table=table1 \
+    --figure=$R/table1/figure3_batch64.png > $R/table1/batch64.md
+fi
+held_out=()
+for f in $R/rule/batch10 $R/rule/batch16 $R/rule/batch64 $R/rule/batch128 \
+         $R/table1/batch64; do
+  [ -d "$f" ] && held_out+=("$f")
+done
+if [ ${#held_out[@]} -gt 0 ]; then
+  mkdir -p $R/rule
+  study rule "${held_out[@]}" > $R/rule/tables.md
+fi
