@@ -22,7 +22,8 @@ if [ ${#sizes[@]} -gt 0 ]; then
     > $R/batch-size/tables.md
 fi
 if [ -d $R/tuning/batch64 ] && [ -d $R/tuned/batch64 ]; then
-  study tuned $R/tuning/batch64 $R/tuned/batch64 > $R/tuned/batch64.md
+  study tuned $R/tuning/batch64 $R/tuned/batch64 \
+    --figure=$R/tuned/tuned_batch64.png > $R/tuned/batch64.md
 fi
 if [ -d $R/table1/batch64 ]; then
   study table $R/table1/batch64 --table=table1 \

@@ -487,3 +487,27 @@ def test_a_shared_goal_option_reaches_every_swept_goal_run(dataset, tmp_path):
         assert summary["brake_step"] == alone["brake_step"] is not None
         brake_steps.append(summary["brake_step"])
     assert brake_steps[0] < brake_steps[1]
+
+
+def test_markdown_table_tells_sgd_schedules_apart():
+    sgd = dataclasses.replace(BASE, optimizer="sgd", learning_rate=0.001)
+    configs = [
+        sgd,
+        dataclasses.replace(sgd, sgd_momentum=0.99, sgd_schedule="cosine"),
+        dataclasses.replace(
+            sgd, sgd_momentum=0.99, brake_trigger="step", brake_at_step=843,
+            brake_factor=40.0,
+        ),
+    ]  # fmt: skip
+    summary = {"final_test_accuracy": 0.8, "best_test_accuracy": 0.8}
+    summaries = {run_name(c): {**summary, "brake_epoch": None} for c in configs}
+    lines = vmap_sweep.markdown_table(configs, summaries).splitlines()
+    assert "| sgd | 0.001 | / | / | / | / | 0 | 0.8000 | 0.8000 | - |" in lines
+    assert (
+        "| sgd, momentum 0.99, cosine | 0.001 | / | / | / | / | 0 | 0.8000 "
+        "| 0.8000 | - |" in lines
+    )
+    assert (
+        "| sgd, momentum 0.99, drop at update 843 | 0.001 | / | / | / | 40 | 0 "
+        "| 0.8000 | 0.8000 | - |" in lines
+    )

@@ -100,7 +100,12 @@ def test_the_tuned_table_marks_the_choices_and_pairs_the_new_seeds(tmp_path, cap
     versus = dict((label, final) for label, final, _ in result.versus)
     assert versus["paper goal"].difference.values == pytest.approx([-2.0] * 3)
     assert versus["sgd (tuned)"].difference.values == pytest.approx([0.0] * 3)
-    assert study.main(["tuned", str(folder), str(tuned)]) == 0
+    assert result.rows[0].curve[-1].mean == pytest.approx(result.rows[0].final.mean)
+    chart = study.tuned_chart(result)
+    assert len(chart.panels[0].lines) == len(result.rows)
+    figure = tmp_path / "tuned.png"
+    assert study.main(["tuned", str(folder), str(tuned), f"--figure={figure}"]) == 0
+    assert figure.stat().st_size > 0
     text = capsys.readouterr().out
     assert "**goal 0.8, brake factor 5**" in text and "paper PHS" in text
     assert study.main(["tuned", str(folder), str(tmp_path / "empty")]) == 2

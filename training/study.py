@@ -439,6 +439,7 @@ class TunedRow:
     final: Estimate
     selected: Estimate
     diverged_seeds: tuple[int, ...]
+    curve: tuple[Estimate, ...] = ()  # test accuracy after each epoch, over seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -533,6 +534,7 @@ def tuned_study(tuning_folder: str | Path, tuned_folder: str | Path) -> TunedStu
             Estimate.of([r.final for r in found.values()]),
             Estimate.of([r.selected for r in found.values()]),
             tuple(s for s, r in sorted(found.items()) if r.diverged),
+            _band([r.test_curve for r in found.values()]),
         )
         for label, (config, found) in runs.items()
     )
@@ -719,6 +721,35 @@ def rule_markdown(cells: Sequence[RuleCell]) -> str:
             f"{_p(c.final)} |"
         )
     return "\n".join(lines)
+
+
+def tuned_chart(study: TunedStudy) -> plotting.Chart:
+    """Test accuracy after each epoch of the tuned rows and the paper's, mean
+    over the new seeds with the 95 % interval as a band."""
+    lines, bands = [], []
+    for index, row in enumerate(study.rows):
+        color = plotting.PALETTE[index % len(plotting.PALETTE)]
+        x = tuple(float(e + 1) for e in range(len(row.curve)))
+        lines.append(
+            plotting.Line(
+                x, tuple(e.mean for e in row.curve), color=color,
+                label=f"{row.label}: {row.setting}",
+            )
+        )  # fmt: skip
+        bands.append(
+            plotting.Band(
+                x, tuple(e.low for e in row.curve), tuple(e.high for e in row.curve),
+                color=color,
+            )
+        )  # fmt: skip
+    panel = plotting.Panel(
+        title=f"Tuned on validation, then {study.rows[0].final.n} new seeds",
+        xlabel="epoch",
+        ylabel="test accuracy (%)",
+        lines=tuple(lines),
+        bands=tuple(bands),
+    )
+    return plotting.Chart((panel,), columns=1)
 
 
 # ------------------------------------------------------------------ Markdown
@@ -1057,6 +1088,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     tuned.add_argument("tuning_folder")
     tuned.add_argument("tuned_folder")
+    tuned.add_argument("--figure", help="also write the test curves as PNG here")
     held_out = commands.add_parser(
         "rule", help="the rule for when braking pays, on its held-out runs"
     )
@@ -1075,7 +1107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 chart = curves_chart(args.folder, args.table, args.reading)
                 plotting.save_chart(chart, args.figure)
         elif args.command == "tuned":
-            print(tuned_markdown(tuned_study(args.tuning_folder, args.tuned_folder)))
+            tuned = tuned_study(args.tuning_folder, args.tuned_folder)
+            print(tuned_markdown(tuned))
+            if args.figure:
+                plotting.save_chart(tuned_chart(tuned), args.figure)
         elif args.command == "rule":
             print(rule_markdown(rule_study(args.folders)))
         else:

@@ -726,16 +726,33 @@ def _describe(config: TrainConfig) -> list[str]:
     use is left out."""
     phs_like = config.optimizer != "sgd"
     goal_like = config.optimizer == "goal_phs"
+    drops = not phs_like and config.brake_trigger == "step"
     trigger = _VALIDATION_TRIGGER_NAMES.get(config.brake_trigger)
     uses_goal = goal_like and config.brake_trigger != "validation"
+    if not phs_like:
+        name = _sgd_name(config)
+    else:
+        name = config.optimizer if trigger is None else f"{config.optimizer}, {trigger}"
     return [
-        config.optimizer if trigger is None else f"{config.optimizer}, {trigger}",
+        name,
         f"{config.learning_rate:g}",
         f"{config.friction:g}" if phs_like else "/",
         f"{config.mass:g}" if phs_like else "/",
         f"{config.goal:g}" if uses_goal else "/",
-        f"{config.brake_factor:g}" if goal_like else "/",
+        f"{config.brake_factor:g}" if goal_like or drops else "/",
     ]
+
+
+def _sgd_name(config: TrainConfig) -> str:
+    """ "sgd" with its momentum, schedule and learning-rate drop, if any."""
+    parts = ["sgd"]
+    if config.sgd_momentum:
+        parts.append(f"momentum {config.sgd_momentum:.4g}")
+    if config.sgd_schedule != "constant":
+        parts.append(config.sgd_schedule)
+    if config.brake_trigger == "step":
+        parts.append(f"drop at update {config.brake_at_step}")
+    return ", ".join(parts)
 
 
 def _brake(brake_epoch: float | None) -> str:
