@@ -10,7 +10,7 @@ from pathlib import Path
 from absl import flags
 
 from phs_optax_training import comparison, xla_flags
-from phs_optax_training.config import TrainConfig, run_name
+from phs_optax_training.config import TrainConfig, field_type, run_name
 
 USAGE_ERROR = 2
 _DEFAULTS = TrainConfig()
@@ -22,13 +22,12 @@ def _define_config_flags() -> None:
     for field in dataclasses.fields(TrainConfig):
         default = getattr(_DEFAULTS, field.name)
         help_text = field.metadata["help"]
-        kind = field.type if isinstance(field.type, str) else field.type.__name__
-        if kind.startswith("str"):
-            flags.DEFINE_string(field.name, default, help_text, flag_values=FLAGS)
-        elif kind.startswith("int"):
-            flags.DEFINE_integer(field.name, default, help_text, flag_values=FLAGS)
-        else:
-            flags.DEFINE_float(field.name, default, help_text, flag_values=FLAGS)
+        define = {
+            str: flags.DEFINE_string,
+            int: flags.DEFINE_integer,
+            float: flags.DEFINE_float,
+        }[field_type(field)]
+        define(field.name, default, help_text, flag_values=FLAGS)
 
 
 _define_config_flags()

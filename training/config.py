@@ -23,6 +23,16 @@ def _field(default, help: str):
     return dataclasses.field(default=default, metadata={"help": help})
 
 
+def field_type(field: dataclasses.Field) -> type:
+    """The value type of a ``TrainConfig`` field (its flag's): int, float or
+    str, whether or not the field may also be None."""
+    kind = field.type if isinstance(field.type, str) else field.type.__name__
+    for candidate in (str, int, float):
+        if kind.startswith(candidate.__name__):
+            return candidate
+    raise TypeError(f"field {field.name!r} has no flag type: {kind}")
+
+
 @dataclasses.dataclass(frozen=True)
 class _RunFields:
     dataset: str = _field("fashion_mnist", "fashion_mnist or cifar10.")

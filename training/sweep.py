@@ -15,6 +15,7 @@ sweep's ``results.md``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import jax
 
 from phs_optax_training import compilation_cache, errors, presets, xla_flags
 from phs_optax_training import data as data_lib
-from phs_optax_training.config import CONV_IMPLS, TrainConfig
+from phs_optax_training.config import TrainConfig, field_type
 from phs_optax_training.experiments import NAMED_SWEEPS, named_sweep
 from phs_optax_training.experiments.beyond import BEYOND_VARIANTS
 from phs_optax_training.experiments.validation_trigger import (
@@ -110,37 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--sweep", required=True, choices=NAMED_SWEEPS)
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--workdir", required=True)
-    parser.add_argument("--num_epochs", type=int, default=TrainConfig.num_epochs)
-    parser.add_argument("--batch_size", type=int, default=TrainConfig.batch_size)
-    parser.add_argument("--integrator", default=TrainConfig.integrator)
-    parser.add_argument("--drag", default=TrainConfig.drag)
-    parser.add_argument("--ema_decay", type=float, default=None)
-    parser.add_argument("--accumulation_size", type=int, default=None)
-    parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--max_train_examples", type=int, default=None)
-    parser.add_argument("--max_test_examples", type=int, default=None)
-    parser.add_argument(
-        "--validation_fraction",
-        type=float,
-        default=TrainConfig.validation_fraction,
-        help="fraction of the training set held out for the validation loss "
-        "(as train.py's; default 0: none, but the validation-* sweeps hold out "
-        f"{VALIDATION_FRACTION:g} unless given another fraction)",
-    )
-    parser.add_argument(
-        "--validation_patience",
-        type=int,
-        default=TrainConfig.validation_patience,
-        help="validation trigger: brake once the held-out loss has risen this "
-        "many evaluations in a row (as train.py's)",
-    )
-    parser.add_argument(
-        "--conv_impl",
-        default=TrainConfig.conv_impl,
-        choices=CONV_IMPLS,
-        help="LeNet-5's conv + pool layers (as train.py's --conv_impl; default: "
-        "space_to_depth on a CPU backend, else stock)",
-    )
+    _add_shared_config_arguments(parser)
     parser.add_argument(
         "--configs_per_program",
         type=int,
@@ -179,22 +150,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# TrainConfig fields every configuration of a sweep shares, one flag each,
+# declared by TrainConfig as train.py's flags are (type, default, help)
+SHARED_FIELDS = (
+    "num_epochs", "batch_size", "integrator", "drag", "ema_decay",
+    "accumulation_size", "validation_fraction", "validation_patience", "data_dir",
+    "max_train_examples", "max_test_examples", "conv_impl",
+)  # fmt: skip
+_SWEEP_NOTES = {
+    "validation_fraction": f"Default 0 (none), but the validation-* sweeps hold "
+    f"out {VALIDATION_FRACTION:g} unless given another fraction.",
+}
+
+
+def _add_shared_config_arguments(parser: argparse.ArgumentParser) -> None:
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    defaults = TrainConfig()
+    for name in SHARED_FIELDS:
+        help_text = " ".join(
+            [fields[name].metadata["help"], _SWEEP_NOTES.get(name, "")]
+        ).strip()
+        parser.add_argument(
+            f"--{name}",
+            type=field_type(fields[name]),
+            default=getattr(defaults, name),
+            help=help_text.replace("%", "%%"),
+        )
+
+
 def _base_config(args: argparse.Namespace) -> TrainConfig:
     """What every configuration of the sweep shares, from the command line."""
-    return TrainConfig(
-        num_epochs=args.num_epochs,
-        batch_size=args.batch_size,
-        integrator=args.integrator,
-        drag=args.drag,
-        ema_decay=args.ema_decay,
-        accumulation_size=args.accumulation_size,
-        validation_fraction=args.validation_fraction,
-        validation_patience=args.validation_patience,
-        data_dir=args.data_dir,
-        max_train_examples=args.max_train_examples,
-        max_test_examples=args.max_test_examples,
-        conv_impl=args.conv_impl,
-    )
+    return TrainConfig(**{name: getattr(args, name) for name in SHARED_FIELDS})
 
 
 def _process_count(args: argparse.Namespace, num_configs: int) -> int:
