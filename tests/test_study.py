@@ -115,6 +115,11 @@ def write_run(folder, preset, seed, test, validation, *, diverged=False, batch_s
         TrainConfig(num_epochs=len(test), batch_size=batch_size),
     )
     config = dataclasses.replace(config, validation_fraction=0.1)
+    write_config_run(folder, config, test, validation, diverged=diverged)
+
+
+def write_config_run(folder, config, test, validation, *, diverged=False):
+    """A finished run folder of ``config`` (per epoch accuracies, fractions)."""
     run_dir = folder / run_name(config)
     run_dir.mkdir(parents=True)
     rows = [
@@ -128,7 +133,7 @@ def write_run(folder, preset, seed, test, validation, *, diverged=False, batch_s
         "final_test_accuracy": test[-1],
         "best_test_accuracy": max(test),
         "best_epoch": int(np.argmax(test)) + 1,
-        "brake_epoch": 0.5 if preset.optimizer == "goal_phs" else None,
+        "brake_epoch": 0.5 if config.optimizer == "goal_phs" else None,
         "diverged": diverged,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary))
@@ -277,25 +282,6 @@ def test_figure3_over_seeds_draws_the_papers_pairs_with_bands(folder, tmp_path):
     out = tmp_path / "figure3.png"
     assert study.main(["table", str(folder), "--table=table2", f"--figure={out}"]) == 0
     assert out.stat().st_size > 0
-
-
-def write_config_run(folder, config, test, validation):
-    """A finished run folder of ``config`` (per epoch accuracies, fractions)."""
-    run_dir = folder / run_name(config)
-    run_dir.mkdir(parents=True)
-    rows = [
-        {"epoch": e + 1, "test_accuracy": t, "validation_accuracy": v}
-        for e, (t, v) in enumerate(zip(test, validation, strict=True))
-    ]
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    summary = {
-        "config": dataclasses.asdict(config),
-        "epochs_done": len(test),
-        "final_test_accuracy": test[-1],
-        "best_test_accuracy": max(test),
-        "brake_epoch": 0.5 if config.optimizer == "goal_phs" else None,
-    }
-    (run_dir / "summary.json").write_text(json.dumps(summary))
 
 
 def test_rule_study_scores_each_held_out_cell_against_its_prediction(tmp_path):
