@@ -511,3 +511,21 @@ def test_markdown_table_tells_sgd_schedules_apart():
         "| sgd, momentum 0.99, drop at update 843 | 0.001 | / | / | / | 40 | 0 "
         "| 0.8000 | 0.8000 | - |" in lines
     )
+
+
+def test_a_sweep_refuses_a_folder_another_process_trains_in(tmp_path, capsys):
+    from phs_optax_training import errors, workdirs
+
+    held = workdirs.WorkdirLock(tmp_path).acquire()
+    try:
+        code = sweep.main(
+            ["--sweep=table2-remaining", "--seeds=0", f"--workdir={tmp_path}",
+             "--processes=1"]
+        )  # fmt: skip
+    finally:
+        held.release()
+    assert code == errors.WorkdirInUseError.exit_code
+    assert f"the workdir {tmp_path} is in use by process" in capsys.readouterr().err
+    with pytest.raises(errors.WorkdirInUseError):
+        with workdirs.locked(tmp_path):
+            vmap_sweep.run_sweep([BASE], tmp_path)

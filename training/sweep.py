@@ -15,6 +15,7 @@ sweep's ``results.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
 import subprocess
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import jax
 
-from phs_optax_training import compilation_cache, errors, presets, xla_flags
+from phs_optax_training import compilation_cache, errors, presets, workdirs, xla_flags
 from phs_optax_training import data as data_lib
 from phs_optax_training.config import TrainConfig, field_type
 from phs_optax_training.experiments import NAMED_SWEEPS, named_sweep
@@ -219,21 +220,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             # A given --data_dir is checked here, so that a missing or damaged
             # dataset is one message, not one from every worker.
             data_lib.load_dataset(configs[0].dataset, configs[0].data_dir)
-        if processes > 1:
-            _run_workers(list(sys.argv[1:] if argv is None else argv), processes)
-        compilation_cache.enable(args.compilation_cache_dir)
-        run_sweep(
-            configs,
-            args.workdir,
-            configs_per_program=(
-                args.configs_per_program
-                if args.configs_per_program is not None
-                else default_configs_per_program()
-            ),
-            worker=args.worker,
-            num_workers=args.num_workers,
-            log=lambda m: print(m, file=sys.stderr, flush=True),
-        )
+        # The process the user started holds the folder's lock for its workers.
+        starter = args.num_workers == 1
+        with workdirs.locked(args.workdir) if starter else contextlib.nullcontext():
+            if processes > 1:
+                _run_workers(list(sys.argv[1:] if argv is None else argv), processes)
+            compilation_cache.enable(args.compilation_cache_dir)
+            run_sweep(
+                configs,
+                args.workdir,
+                configs_per_program=(
+                    args.configs_per_program
+                    if args.configs_per_program is not None
+                    else default_configs_per_program()
+                ),
+                worker=args.worker,
+                num_workers=args.num_workers,
+                log=lambda m: print(m, file=sys.stderr, flush=True),
+                lock=False,
+            )
     except errors.TrainingError as error:
         print(f"sweep: error: {str(error).splitlines()[0]}", file=sys.stderr)
         return error.exit_code

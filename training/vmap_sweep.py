@@ -43,7 +43,7 @@ import optax
 import phs_optax
 from phs_optax_models import LeNet5
 from phs_optax_training import data as data_lib
-from phs_optax_training import engine, strict_json, train_lib
+from phs_optax_training import engine, strict_json, train_lib, workdirs
 from phs_optax_training.config import (
     EXTENSION_DEFAULTS,
     TrainConfig,
@@ -605,6 +605,7 @@ def run_sweep(
     worker: int = 0,
     num_workers: int = 1,
     log: Log = print,
+    lock: bool = True,
 ) -> dict[str, dict]:
     """Runs the configurations not yet done, grouped; returns the finished summaries.
 
@@ -620,6 +621,11 @@ def run_sweep(
     ``worker + num_workers``, ... of the list, so that several processes can
     share one sweep folder (e.g. one per CPU core, see ``--processes``).
     The Markdown table lists every configuration finished so far.
+
+    With ``lock`` and one worker, the call holds ``sweep_dir``'s lock
+    (``workdirs.locked``): a second sweep or run in the same folder fails with
+    ``WorkdirInUseError`` instead of training the same runs twice. Workers of
+    one sweep do not lock; the process that starts them holds the lock.
     """
     if not 0 <= worker < num_workers:
         raise ValueError(f"worker={worker} must lie in [0, num_workers={num_workers})")
@@ -630,6 +636,25 @@ def run_sweep(
         )
     sweep_dir = Path(sweep_dir)
     configs = checked_configs(configs)
+    if lock and num_workers == 1:
+        with workdirs.locked(sweep_dir):
+            return _run_sweep(
+                configs, sweep_dir, dataset, configs_per_program, 0, 1, log
+            )
+    return _run_sweep(
+        configs, sweep_dir, dataset, configs_per_program, worker, num_workers, log
+    )
+
+
+def _run_sweep(
+    configs: list[TrainConfig],
+    sweep_dir: Path,
+    dataset: data_lib.Dataset | None,
+    configs_per_program: int | None,
+    worker: int,
+    num_workers: int,
+    log: Log,
+) -> dict[str, dict]:
     mine = configs[worker::num_workers]
     todo = [c for c in mine if not is_done(sweep_dir, c)]
     if len(todo) < len(mine):
