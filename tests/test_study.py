@@ -105,12 +105,15 @@ PAIR = presets.pairs("table2")[0]  # alpha 0.1, friction 0.1, mass 10
 TWIN = presets.pairs("table2")[2]  # alpha 0.01, friction 1, mass 0.1: same dynamics
 
 
-def write_run(folder, preset, seed, test, validation, *, diverged=False, batch_size=64):
+def write_run(
+    folder, preset, seed, test, validation, *, diverged=False, batch_size=64,
+    reading="remaining",
+):  # fmt: skip
     """A finished run folder of ``preset``: per epoch test and validation
     accuracy (fractions)."""
     config = row_config(
         preset,
-        "remaining",
+        reading,
         seed,
         TrainConfig(num_epochs=len(test), batch_size=batch_size),
     )
@@ -195,6 +198,28 @@ def test_noise_floor_compares_rows_of_identical_dynamics(folder):
     assert (pair.decay, pair.step) == (0.01, 0.001)
     assert noise.final.values == pytest.approx([0.0] * 4)
     assert noise.max_abs("final") == 0.0
+
+
+def test_table1_reads_goals_as_reductions_and_finds_its_identical_rows(tmp_path):
+    for seed in range(3):
+        for pair in presets.pairs("table1"):
+            for preset in (pair.goal, pair.phs, pair.sgd):
+                if (tmp_path / run_name(row_config(preset, "reduction", seed,
+                        TrainConfig(num_epochs=2)))).exists():  # fmt: skip
+                    continue  # an SGD row shared by two pairs
+                write_run(
+                    tmp_path, preset, seed, [0.5, 0.6 + 0.01 * seed], [0.5, 0.6],
+                    reading="reduction",
+                )  # fmt: skip
+    table = study.study_table(tmp_path, "table1")
+    assert table.reading == "reduction"
+    assert len(table.comparisons) == 2 * len(presets.pairs("table1"))
+    goals = {c.goal for c in table.comparisons}
+    assert goals == {p.goal.paper_goal for p in presets.pairs("table1")}
+    # (0.01, 0.1, 25) and (0.001, 1, 0.25); (0.01, 0.01, 25) and (0.001, 0.1, 0.25)
+    assert sorted((p.decay, p.step) for p in table.noise.pairs) == [
+        (0.0001, 4e-06), (0.001, 4e-06),
+    ]  # fmt: skip
 
 
 def test_study_markdown_and_command_line(folder, capsys):
