@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phs_optax_training import plotting, presets, report, train_lib
+from phs_optax_training import plotting, presets, report, selection
 from phs_optax_training.config import TrainConfig, run_name
 from phs_optax_training.experiments import batch_size, rule, tuning
 from phs_optax_training.experiments.common import row_config
@@ -68,7 +68,7 @@ class RunResult:
 def validation_selected(rows: Sequence[dict]) -> tuple[int, float]:
     """The epoch of the highest validation accuracy in a run's metrics rows
     (the earliest on a tie) and the test accuracy at that epoch."""
-    row = train_lib.validation_best(rows)
+    row = selection.validation_best(rows)
     if row is None:
         raise StudyError(
             "the runs have no validation accuracy: train them with "

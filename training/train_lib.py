@@ -13,11 +13,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,14 @@ from tqdm import tqdm
 import phs_optax
 from phs_optax_models import LeNet5
 from phs_optax_training import data as data_lib
-from phs_optax_training import engine, errors, provenance, strict_json, workdirs
+from phs_optax_training import (
+    engine,
+    errors,
+    provenance,
+    selection,
+    strict_json,
+    workdirs,
+)
 from phs_optax_training.checkpoints import Checkpoints
 from phs_optax_training.config import (
     TrainConfig,
@@ -653,19 +659,6 @@ def _divergence_line(
     )
 
 
-def validation_best(history: Sequence[Metrics]) -> Metrics | None:
-    """The metrics row of the highest validation accuracy (the earliest on a
-    tie): model selection without the test set. None without a validation
-    split (or without a finite validation accuracy)."""
-    scored = [
-        (row["validation_accuracy"], -index)
-        for index, row in enumerate(history)
-        if row.get("validation_accuracy") is not None
-        and math.isfinite(row["validation_accuracy"])
-    ]
-    return history[-max(scored)[1]] if scored else None
-
-
 def build_summary(
     config: TrainConfig,
     history: list[Metrics],
@@ -674,7 +667,7 @@ def build_summary(
     dataset: data_lib.Dataset,
 ) -> Metrics:
     best = max(history, key=lambda row: row["test_accuracy"])
-    selected = validation_best(history)
+    selected = selection.validation_best(history)
     brake_step = history[-1]["brake_step"]
     return {
         "config": {**dataclasses.asdict(config), "steps_per_epoch": steps_per_epoch},
