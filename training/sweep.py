@@ -216,12 +216,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         checked_configs(configs)  # before any worker starts, so one message
         processes = _process_count(args, len(configs))
-        if processes > 1 and configs and configs[0].data_dir:
-            # A given --data_dir is checked here, so that a missing or damaged
-            # dataset is one message, not one from every worker.
-            data_lib.load_dataset(configs[0].dataset, configs[0].data_dir)
         # The process the user started holds the folder's lock for its workers.
         starter = args.num_workers == 1
+        dataset = None
+        if starter and configs and (processes == 1 or configs[0].data_dir):
+            # Before the lock creates the folder, and once rather than in every
+            # worker: a missing or damaged dataset is one message and no folder.
+            dataset = data_lib.load_dataset(configs[0].dataset, configs[0].data_dir)
         with workdirs.locked(args.workdir) if starter else contextlib.nullcontext():
             if processes > 1:
                 _run_workers(list(sys.argv[1:] if argv is None else argv), processes)
@@ -229,6 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_sweep(
                 configs,
                 args.workdir,
+                dataset=dataset if processes == 1 else None,
                 configs_per_program=(
                     args.configs_per_program
                     if args.configs_per_program is not None
