@@ -331,8 +331,21 @@ def test_rule_study_scores_each_held_out_cell_against_its_prediction(tmp_path):
     assert [c.outcome for c in cells].count("miss") == 2
     assert all(c.selected.p_holm is not None for c in cells)
     text = study.rule_markdown(cells)
-    assert "1 hits and 2 misses in 3 predicted cells (0 abstained)" in text
+    assert "1 hits, 2 misses and 0 ties (a difference of exactly zero) in 3 " in text
     assert study.main(["rule", str(tmp_path / "b10")]) == 0
+
+
+def test_a_held_out_cell_without_a_difference_is_a_tie_not_a_hit(tmp_path):
+    from phs_optax_training.experiments import named_sweep
+
+    base = TrainConfig(num_epochs=2, batch_size=128, validation_fraction=0.1)
+    for config in named_sweep("rule-heldout", [0, 1], base):  # predicted: lose
+        final = 0.85 + 0.001 * config.seed  # goal and PHS select the same
+        write_config_run(tmp_path / "b128", config, [0.8, final], [0.7, 0.9])
+    cells = study.rule_study([tmp_path / "b128"])
+    assert {c.prediction for c in cells} == {"lose"}
+    assert {c.outcome for c in cells} == {"tie"}
+    assert "0 hits, 0 misses and 2 ties" in study.rule_markdown(cells)
 
 
 def test_rule_study_refuses_a_configuration_the_rule_was_formed_on(tmp_path, capsys):

@@ -621,12 +621,16 @@ class RuleCell:
 
     @property
     def outcome(self) -> str:
-        """ "hit" when the mean difference has the predicted sign, else "miss";
-        "abstain" where the rule predicts nothing."""
+        """ "hit" when the mean difference has the predicted sign, "miss" when it
+        has the other, "tie" when it is zero (it has no sign: the goal-oriented
+        run selected what PHS did, e.g. it never braked); "abstain" where the
+        rule predicts nothing."""
         if self.prediction == "none":
             return "abstain"
-        ahead = self.selected.difference.mean > 0
-        return "hit" if ahead == (self.prediction == "win") else "miss"
+        mean = self.selected.difference.mean
+        if mean == 0:
+            return "tie"
+        return "hit" if (mean > 0) == (self.prediction == "win") else "miss"
 
 
 @dataclasses.dataclass
@@ -695,8 +699,10 @@ def rule_markdown(cells: Sequence[RuleCell]) -> str:
     predicted = [c for c in cells if c.outcome != "abstain"]
     hits = [c for c in predicted if c.outcome == "hit"]
     misses = [c for c in predicted if c.outcome == "miss"]
+    ties = len(predicted) - len(hits) - len(misses)
     lines = [
-        f"- {len(hits)} hits and {len(misses)} misses in {len(predicted)} predicted "
+        f"- {len(hits)} hits, {len(misses)} misses and {ties} ties (a difference of "
+        f"exactly zero) in {len(predicted)} predicted "
         f"cells ({len(cells) - len(predicted)} abstained); significant after Holm "
         f"over the {len(cells)} cells: {sum(c.selected.significant for c in hits)} "
         f"of the hits, {sum(c.selected.significant for c in misses)} of the misses.",
