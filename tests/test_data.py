@@ -672,6 +672,44 @@ def test_a_damaged_file_in_a_system_folder_is_an_error_too(
         data.load_dataset("fashion_mnist")
 
 
+class _RunsCode:
+    """Unpickling this runs ``touch marker``: what a hostile batch file does."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_cifar10_batch_that_would_run_code_is_refused_unrun(tmp_path, no_system_dirs):
+    folder = tmp_path / "src" / "cifar-10-batches-py"
+    write_cifar10_batches(folder)
+    marker = tmp_path / "ran"
+    hostile = {b"data": _RunsCode(marker), b"labels": [1, 2]}
+    (folder / "test_batch").write_bytes(pickle.dumps(hostile))
+    with pytest.raises(data.DataFileError) as error:
+        data.load_dataset("cifar10", data_dir=tmp_path / "src")
+    assert not marker.exists()
+    message = assert_one_line(str(error.value))
+    assert "cannot be unpickled (UnpicklingError: " in message
+    assert "system is not allowed in a CIFAR-10 batch" in message
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_cifar10_batches_pickled_with_either_protocol_load(
+    tmp_path, no_system_dirs, protocol
+):
+    folder = tmp_path / "src" / "cifar-10-batches-py"
+    written = write_cifar10_batches(folder)
+    for name in written:  # the release itself is protocol 2, from Python 2
+        batch = pickle.loads((folder / name).read_bytes())
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    dataset = data.load_dataset("cifar10", data_dir=tmp_path / "src")
+    np.testing.assert_array_equal(dataset.test_labels, written["test_batch"][1])
+    assert dataset.train_images.shape == (10, 32, 32, 3)
+
+
 def _damage_cifar10(tmp_path: Path, case: str) -> tuple[Path, str]:
     """A CIFAR-10 source with one damaged part; returns it and the part's name."""
     folder = tmp_path / "src" / "cifar-10-batches-py"

@@ -4,11 +4,16 @@ The release holds five pickled training batches and one test batch, each a
 dict with ``b"data"`` (N x 3072 uint8, channel-major 32x32 images) and
 ``b"labels"``. They are read from the folder or straight from the
 ``cifar-10-python.tar.gz`` tarball.
+
+Unpickling runs whatever callables a pickle names, so the batches are read
+with an unpickler that resolves only the names a NumPy array needs: a file
+that names anything else (a pickle made to run code) is refused unread.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import pickle
 import tarfile
@@ -129,10 +134,41 @@ def _cifar10_from_batches(batches: Mapping[str, tuple[str, bytes]]) -> RawSplits
     )
 
 
+# What pickled NumPy arrays name, under NumPy 1 and 2 module paths, and the
+# codec Python 3 uses for bytes in protocol-2 pickles. Nothing here runs code.
+_ALLOWED_GLOBALS = frozenset(
+    {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+        *(
+            (f"numpy.{core}.{module}", name)
+            for core in ("core", "_core")
+            for module, name in (
+                ("multiarray", "_reconstruct"),
+                ("multiarray", "scalar"),
+                ("numeric", "_frombuffer"),
+            )
+        ),
+    }
+)
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles dicts, lists, bytes, numbers and NumPy arrays, nothing else."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"{module}.{name} is not allowed in a CIFAR-10 batch"
+            )
+        return super().find_class(module, name)
+
+
 def _unpickle_batch(source: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """(N x 32 x 32 x 3 uint8 images, N int32 labels) of one pickled batch."""
     try:
-        batch = pickle.loads(data, encoding="bytes")
+        batch = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
     except Exception as error:  # corrupt pickles raise many types
         text = (str(error).strip().splitlines() or [""])[0][:200]
         raise DataFileError(
