@@ -34,13 +34,14 @@ RULES = {
     ),
     "the analysis": (
         ["training/report.py", "training/figures.py", "training/plotting.py",
-         "training/presets.py", "training/stats.py", "training/study.py",
+         "training/presets.py", "training/stats.py", "training/study/*.py",
          "training/selection.py"],
         {
             "numpy", "scipy", "matplotlib", "phs_optax_training.config",
             "phs_optax_training.presets", "phs_optax_training.plotting",
             "phs_optax_training.experiments", "phs_optax_training.report",
             "phs_optax_training.stats", "phs_optax_training.selection",
+            "phs_optax_training.study",
         },
     ),
 }  # fmt: skip

@@ -1,0 +1,5 @@
+import sys
+
+from phs_optax_training.study.cli import main
+
+sys.exit(main())
