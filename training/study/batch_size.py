@@ -10,9 +10,10 @@ from pathlib import Path
 from phs_optax_training import plotting, presets
 from phs_optax_training.experiments import batch_size as experiment
 from phs_optax_training.stats import PairedTest
-from phs_optax_training.study.markdown import (
+from phs_optax_training.study.render import (
     brakes_text,
     difference_text,
+    mean_with_band,
 )
 from phs_optax_training.study.runs import (
     Results,
@@ -166,19 +167,13 @@ def batch_size_chart(curves: Sequence[BatchCurve]) -> plotting.Chart:
             color = colors[index % len(colors)]
             x = tuple(float(p.batch_size) for p in c.points)
             estimates = [getattr(p, metric).difference for p in c.points]
-            lines.append(
-                plotting.Line(
-                    x, tuple(e.mean for e in estimates), marker="o", color=color,
-                    label=f"alpha {c.alpha:g}, gamma {c.friction:g}, m {c.mass:g} "
-                    f"(step {c.effective_step:g})",
-                )
+            line, band = mean_with_band(
+                x, estimates, marker="o", color=color,
+                label=f"alpha {c.alpha:g}, gamma {c.friction:g}, m {c.mass:g} "
+                f"(step {c.effective_step:g})",
             )  # fmt: skip
-            bands.append(
-                plotting.Band(
-                    x, tuple(e.low for e in estimates),
-                    tuple(e.high for e in estimates), color=color,
-                )
-            )  # fmt: skip
+            lines.append(line)
+            bands.append(band)
         sizes = sorted({p.batch_size for c in curves for p in c.points})
         if sizes:
             lines.append(

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from phs_optax_training.experiments import rule
 from phs_optax_training.stats import PairedTest
-from phs_optax_training.study.markdown import (
+from phs_optax_training.study.render import (
     difference_text,
     p_text,
 )

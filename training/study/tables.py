@@ -13,10 +13,11 @@ import numpy as np
 
 from phs_optax_training import plotting, presets, report
 from phs_optax_training.stats import CONFIDENCE, Estimate, PairedTest
-from phs_optax_training.study.markdown import (
+from phs_optax_training.study.render import (
     brakes_text,
     difference_text,
     estimate_text,
+    mean_with_band,
     p_text,
 )
 from phs_optax_training.study.runs import (
@@ -365,18 +366,12 @@ def curves_chart(
         ):
             estimates = curve_band([r.test_curve for r in runs.values()])
             x = tuple(float(e + 1) for e in range(len(estimates)))
-            lines.append(
-                plotting.Line(
-                    x, tuple(e.mean for e in estimates), color=color,
-                    label=f"{label}: mean of {len(runs)} seeds, band 95% CI",
-                )
+            line, band = mean_with_band(
+                x, estimates, color=color,
+                label=f"{label}: mean of {len(runs)} seeds, band 95% CI",
             )  # fmt: skip
-            bands.append(
-                plotting.Band(
-                    x, tuple(e.low for e in estimates),
-                    tuple(e.high for e in estimates), color=color,
-                )
-            )  # fmt: skip
+            lines.append(line)
+            bands.append(band)
         brakes = [r.brake_epoch for r in goal.values() if r.brake_epoch is not None]
         marks = (
             (plotting.Mark(float(np.median(brakes)), label="median brake"),)

@@ -14,9 +14,10 @@ from phs_optax_training.config import TrainConfig, run_name
 from phs_optax_training.experiments import tuning
 from phs_optax_training.experiments.common import row_config
 from phs_optax_training.stats import Estimate, PairedTest, holm_family
-from phs_optax_training.study.markdown import (
+from phs_optax_training.study.render import (
     difference_text,
     estimate_text,
+    mean_with_band,
     p_text,
 )
 from phs_optax_training.study.runs import (
@@ -207,18 +208,11 @@ def tuned_chart(study: TunedStudy) -> plotting.Chart:
     for index, row in enumerate(study.rows):
         color = plotting.PALETTE[index % len(plotting.PALETTE)]
         x = tuple(float(e + 1) for e in range(len(row.curve)))
-        lines.append(
-            plotting.Line(
-                x, tuple(e.mean for e in row.curve), color=color,
-                label=f"{row.label}: {row.setting}",
-            )
-        )  # fmt: skip
-        bands.append(
-            plotting.Band(
-                x, tuple(e.low for e in row.curve), tuple(e.high for e in row.curve),
-                color=color,
-            )
-        )  # fmt: skip
+        line, band = mean_with_band(
+            x, row.curve, color=color, label=f"{row.label}: {row.setting}"
+        )
+        lines.append(line)
+        bands.append(band)
     panel = plotting.Panel(
         title=f"Tuned on validation, then {study.rows[0].final.n} new seeds",
         xlabel="epoch",

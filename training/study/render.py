@@ -1,4 +1,5 @@
-"""How a study's numbers are written in its Markdown tables."""
+"""How a study's numbers are shown: the text of its Markdown tables and the
+lines of its charts."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from phs_optax_training import plotting
 from phs_optax_training.stats import Estimate, PairedTest
 
 
@@ -37,3 +39,22 @@ def brakes_text(values: Sequence[float | None]) -> str:
         f"{np.median(braked):.2f} ({braked[0]:.2f}-{braked[-1]:.2f})" if braked else "-"
     )
     return text + (f", {never} never" if never else "")
+
+
+def mean_with_band(
+    x: tuple[float, ...],
+    estimates: Sequence[Estimate],
+    *,
+    color: str,
+    label: str,
+    marker: str | None = None,
+) -> tuple[plotting.Line, plotting.Band]:
+    """The estimates' means as a line and their 95 % intervals as a band."""
+    line = plotting.Line(
+        x, tuple(e.mean for e in estimates), label=label, color=color, marker=marker
+    )
+    band = plotting.Band(
+        x, tuple(e.low for e in estimates), tuple(e.high for e in estimates),
+        color=color,
+    )  # fmt: skip
+    return line, band
