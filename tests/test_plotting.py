@@ -362,3 +362,12 @@ def test_legends_are_below_the_axes(tmp_path: Path) -> None:
             line for line in axes.lines if list(line.get_xdata()) == [2.5, 2.5]
         ]
         assert len(brake_lines) == 1
+
+
+def test_a_figure_that_cannot_be_written_is_one_line_not_a_traceback(tmp_path):
+    panel = plotting.Panel(title="t", xlabel="x", ylabel="y")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(plotting.PlotError, match=r"^cannot write .*a_file/x\.png \("):
+        plotting.save_chart(plotting.Chart((panel,)), blocker / "x.png")
+    assert not (blocker / "x.png").exists()

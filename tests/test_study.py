@@ -354,3 +354,12 @@ def test_rule_study_refuses_a_configuration_the_rule_was_formed_on(tmp_path, cap
     assert "not a held-out configuration of the rule" in capsys.readouterr().err
     with pytest.raises(study.StudyError, match="no held-out cell"):
         study.rule_study([tmp_path / "empty"])
+
+
+def test_an_unwritable_figure_path_is_exit_2_with_one_line(folder, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    argv = ["table", str(folder), "--table=table2", f"--figure={blocker / 'f.png'}"]
+    assert study.main(argv) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"study: error: cannot write {blocker / 'f.png'} (")

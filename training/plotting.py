@@ -574,10 +574,16 @@ def draw(chart: Chart) -> Figure:
 
 
 def write_png(figure: Figure, path: str | Path) -> Path:
-    """Write ``figure`` as PNG at ``path`` (folders created)."""
+    """Write ``figure`` as PNG at ``path`` (folders created); `PlotError` in one
+    line when the path cannot be written."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format="png")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format="png")
+    except OSError as error:
+        raise PlotError(
+            f"cannot write {path} ({error.strerror or error}): choose a writable path"
+        ) from None
     return path
 
 

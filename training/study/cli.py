@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(batch_size_markdown(curves))
             if args.figure:
                 plotting.save_chart(batch_size_chart(curves), args.figure)
-    except StudyError as error:
+    except (StudyError, plotting.PlotError) as error:
         print(f"study: error: {error}", file=sys.stderr)
         return 2
     return 0
