@@ -46,6 +46,15 @@ def test_every_method_gets_the_same_budget_on_one_pair():
     assert sorted({c.brake_at_step for c in drops}) == [
         e * steps for e in tuning.DROP_EPOCHS
     ]
+    late = trials["step-drop-late"]
+    assert {c.learning_rate for c in late} == {lr}
+    assert all(c.sgd_momentum == momentum for c in late)
+    edge = max(c.brake_at_step for c in drops)
+    assert all(
+        c.brake_at_step > edge or c.brake_factor > max(tuning.DROP_FACTORS)
+        for c in late
+    )
+    assert min(c.goal for c in trials["goal-late"]) > max(tuning.GOALS)
     assert {c.sgd_schedule for c in trials["cosine"]} == {"cosine"}
     assert {c.sgd_momentum for c in trials["sgd"]} == {0.0}
     configs = named_sweep("tuning", [0, 1], BASE)
@@ -76,9 +85,9 @@ def test_the_tuned_sweep_runs_each_methods_validation_choice_on_new_seeds(tmp_pa
         assert score == pytest.approx(0.85)
     configs = named_sweep("tuned", [10, 11], BASE, reference=folder)
     assert {c.seed for c in configs} == {10, 11}
-    # 4 choices + the paper's goal and PHS rows (the paper's goal row is a
-    # trial of the goal grid, not the chosen one here)
-    assert len(configs) == 6 * 2
+    # a choice per method + the paper's goal and PHS rows (the paper's goal row
+    # is a trial of the goal grid, not the chosen one here)
+    assert len(configs) == (len(tuning.METHODS) + 2) * 2
     with pytest.raises(ValueError, match=r"seeds \[1\] were used for tuning"):
         named_sweep("tuned", [1, 2], BASE, reference=folder)
     with pytest.raises(ValueError, match="run --sweep=tuning"):

@@ -13,7 +13,13 @@ exp(-alpha * gamma) (``ablation.heavy_ball_equivalent``), every method gets
   epoch and factor tuned;
 * ``cosine``: the heavy-ball momentum with a cosine decay of the learning
   rate, its peak tuned;
-* ``sgd``: plain SGD, its learning rate tuned.
+* ``sgd``: plain SGD, its learning rate tuned;
+* ``goal-late`` and ``step-drop-late``: the goal and the step drop again,
+  each with ``TRIALS`` settings that brake later (goals that leave less of the
+  initial loss; drops later or larger), because the first grids' choices sat
+  at their edge (the latest-braking goal; the latest and larger drop). They
+  are their own methods, chosen on validation like the others, so each row of
+  the comparison still comes from ``TRIALS`` trials.
 
 ``tuning`` trains the trials; ``tuned`` reads the tuning folder, takes each
 method's trial of the highest mean validation accuracy (at each run's
@@ -46,13 +52,18 @@ from phs_optax_training.experiments.common import row_config, steps_per_epoch
 PAIR = (0.1, 0.1, 10.0)  # alpha, friction, mass
 READING = "remaining"
 TRIALS = 8
-METHODS = ("goal", "step-drop", "cosine", "sgd")
+METHODS = ("goal", "step-drop", "cosine", "sgd", "goal-late", "step-drop-late")
 GOALS = (0.7, 0.8, 0.85, 0.9)  # reductions of the initial loss
 BRAKE_FACTORS = (5.0, 50.0)
 DROP_EPOCHS = (1, 5, 10, 15)
 DROP_FACTORS = (5.0, 40.0)  # about what brake factors 5 and 50 do to the step
 COSINE_PEAKS = (2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2)
 SGD_RATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+LATE_GOALS = (0.93, 0.96, 0.98, 0.99)  # with BRAKE_FACTORS
+LATE_DROPS = (  # (epoch, factor)
+    (15, 100.0), (15, 400.0), (17, 40.0), (17, 100.0), (17, 400.0),
+    (19, 40.0), (19, 100.0), (19, 400.0),
+)  # fmt: skip
 
 
 def the_pair() -> presets.PresetPair:
@@ -71,21 +82,28 @@ def trials(base: TrainConfig) -> dict[str, list[TrainConfig]]:
         base, optimizer="sgd", learning_rate=lr, sgd_momentum=momentum, seed=0
     )
     epoch_steps = steps_per_epoch(base, "fashion_mnist")
-    found = {
-        "goal": [
+
+    def goals(grid):
+        return [
             dataclasses.replace(goal_row, goal=goal, brake_factor=factor)
-            for goal, factor in itertools.product(GOALS, BRAKE_FACTORS)
-        ],
-        "step-drop": [
+            for goal, factor in grid
+        ]
+
+    def drops(grid):
+        return [
             dataclasses.replace(
                 heavy_ball,
                 brake_trigger="step",
                 brake_factor=factor,
                 brake_at_step=epoch * epoch_steps,
             )
-            for epoch, factor in itertools.product(DROP_EPOCHS, DROP_FACTORS)
+            for epoch, factor in grid
             if epoch < base.num_epochs
-        ],  # fmt: skip
+        ]
+
+    found = {
+        "goal": goals(itertools.product(GOALS, BRAKE_FACTORS)),
+        "step-drop": drops(itertools.product(DROP_EPOCHS, DROP_FACTORS)),
         "cosine": [
             dataclasses.replace(heavy_ball, learning_rate=peak, sgd_schedule="cosine")
             for peak in COSINE_PEAKS
@@ -94,6 +112,8 @@ def trials(base: TrainConfig) -> dict[str, list[TrainConfig]]:
             dataclasses.replace(base, optimizer="sgd", learning_rate=rate, seed=0)
             for rate in SGD_RATES
         ],
+        "goal-late": goals(itertools.product(LATE_GOALS, BRAKE_FACTORS)),
+        "step-drop-late": drops(LATE_DROPS),
     }
     for method, settings in found.items():
         if len(settings) > TRIALS:
