@@ -118,3 +118,23 @@ def test_the_tuned_table_marks_the_choices_and_pairs_the_new_seeds(tmp_path, cap
     text = capsys.readouterr().out
     assert "**goal 0.8, brake factor 5**" in text and "paper PHS" in text
     assert study.main(["tuned", str(folder), str(tmp_path / "empty")]) == 2
+
+
+def test_the_tuned_table_finds_every_row_whatever_run_its_settings_come_from(
+    tmp_path,
+):
+    # the first trial of each method wins, so the tuned folder's first run
+    # (sorted by name) is a goal run with a goal other than the default
+    folder = tmp_path / "tuning"
+    for found in tuning.trials(BASE).values():
+        for index, config in enumerate(found):
+            for seed in (0, 1):
+                write(folder, dataclasses.replace(config, seed=seed), 0.9 - index / 100)
+    tuned = tmp_path / "tuned"
+    for config in named_sweep("tuned", [10, 11], BASE, reference=folder):
+        write(tuned, config, 0.86)
+    first = sorted(tuned.iterdir())[0].name
+    assert first.startswith(f"goal_phs_lr0.1_f0.1_m10_g{tuning.GOALS[0]:g}_")
+    result = study.tuned_study(folder, tuned)
+    assert len(result.rows) == len(tuning.METHODS) + 2
+    assert {r.final.n for r in result.rows} == {2}

@@ -122,17 +122,16 @@ def tuned_study(tuning_folder: str | Path, tuned_folder: str | Path) -> TunedStu
         ("paper goal", row_config(pair.goal, tuning.READING, 0, base)),
         ("paper PHS", row_config(pair.phs, "", 0, base)),
     ]
-    stored = [
-        (_base_config(json.loads(path.read_text())["config"]), path.parent)
-        for path in summaries
-    ]
+    # Found by run name, as the sweep named them: ``base`` comes from one run's
+    # configuration, so fields no name holds (a goal run's goal in an SGD
+    # configuration) may differ from the sweep's.
     runs = {}
     for label, config in labelled:
-        found = {
-            c.seed: read_run(run_dir)
-            for c, run_dir in stored
-            if dataclasses.replace(c, seed=0) == config
-        }
+        found = {}
+        for seed in _seeds_in(tuned_folder):
+            run_dir = tuned_folder / run_name(dataclasses.replace(config, seed=seed))
+            if (run_dir / "summary.json").exists():
+                found[seed] = read_run(run_dir)
         if found:
             runs[label] = (config, found)
     rows = tuple(
