@@ -106,9 +106,13 @@ def test_the_tuned_table_marks_the_choices_and_pairs_the_new_seeds(tmp_path, cap
     labels = [r.label for r in result.rows]
     assert labels[-2:] == ["paper goal", "paper PHS"]
     assert {r.final.n for r in result.rows} == {3}
-    versus = dict((label, final) for label, final, _ in result.versus)
-    assert versus["paper goal"].difference.values == pytest.approx([-2.0] * 3)
-    assert versus["sgd (tuned)"].difference.values == pytest.approx([0.0] * 3)
+    versus = {(a, b): final for a, b, final, _ in result.versus}
+    goal = "goal (tuned)"
+    assert versus[goal, "paper goal"].difference.values == pytest.approx([-2.0] * 3)
+    assert versus[goal, "sgd (tuned)"].difference.values == pytest.approx([0.0] * 3)
+    # each tuned goal row against every other row, the two goal rows once
+    assert len(result.versus) == (len(result.rows) - 1) + (len(result.rows) - 2)
+    assert ("goal-late (tuned)", goal) not in versus
     assert result.rows[0].curve[-1].mean == pytest.approx(result.rows[0].final.mean)
     chart = study.tuned_chart(result)
     assert len(chart.panels[0].lines) == len(result.rows)

@@ -27,6 +27,9 @@ from phs_optax_training.study.runs import (
     read_run,
 )
 
+# The tuned goal-oriented rows, each compared by seed with every other row.
+GOAL_LABELS = ("goal (tuned)", "goal-late (tuned)")
+
 
 @dataclasses.dataclass(frozen=True)
 class Trial:
@@ -55,8 +58,9 @@ class TunedStudy:
     tuning_seeds: tuple[int, ...]
     trials: tuple[Trial, ...]
     rows: tuple[TunedRow, ...]
-    # tuned goal minus each other row, by seed; Holm over all (both metrics)
-    versus: tuple[tuple[str, PairedTest, PairedTest], ...]
+    # (tuned goal row, other row, final, selected): the goal row minus the
+    # other by seed; Holm over all of them (both metrics)
+    versus: tuple[tuple[str, str, PairedTest, PairedTest], ...]
 
 
 def _setting(config: TrainConfig) -> str:
@@ -145,13 +149,20 @@ def tuned_study(tuning_folder: str | Path, tuned_folder: str | Path) -> TunedStu
         )
         for label, (config, found) in runs.items()
     )
-    goal = runs.get("goal (tuned)")
-    others = [label for label in runs if label != "goal (tuned)"] if goal else []
+    references = [label for label in GOAL_LABELS if label in runs]
+    pairs = [
+        (reference, other)
+        for k, reference in enumerate(references)
+        for other in runs
+        if other not in references[: k + 1]
+    ]
     tests = holm_family(
-        [paired(goal[1], runs[o][1], "final") for o in others]
-        + [paired(goal[1], runs[o][1], "selected") for o in others]
+        [paired(runs[a][1], runs[b][1], "final") for a, b in pairs]
+        + [paired(runs[a][1], runs[b][1], "selected") for a, b in pairs]
     )
-    versus = tuple((o, tests[i], tests[len(others) + i]) for i, o in enumerate(others))
+    versus = tuple(
+        (a, b, tests[i], tests[len(pairs) + i]) for i, (a, b) in enumerate(pairs)
+    )
     return TunedStudy(tuning_seeds, trials, rows, versus)
 
 
@@ -188,14 +199,15 @@ def tuned_markdown(study: TunedStudy) -> str:
             "Tuned goal-oriented minus each, paired by seed (Holm over every test "
             "of this table):",
             "",
-            "| minus | final: difference [95% CI] | p (Holm) | "
+            "| goal-oriented | minus | final: difference [95% CI] | p (Holm) | "
             "selected: difference [95% CI] | p (Holm) |",
-            "|---|---|---|---|---|",
+            "|---|---|---|---|---|---|",
         ]
-        for label, final, selected in study.versus:
+        for reference, label, final, selected in study.versus:
             lines.append(
-                f"| {label} | {difference_text(final.difference)} | {p_text(final)} | "
-                f"{difference_text(selected.difference)} | {p_text(selected)} |"
+                f"| {reference} | {label} | {difference_text(final.difference)} | "
+                f"{p_text(final)} | {difference_text(selected.difference)} | "
+                f"{p_text(selected)} |"
             )
     return "\n".join(lines)
 
