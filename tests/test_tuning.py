@@ -113,6 +113,10 @@ def test_the_tuned_table_marks_the_choices_and_pairs_the_new_seeds(tmp_path, cap
     # each tuned goal row against every other row, the two goal rows once
     assert len(result.versus) == (len(result.rows) - 1) + (len(result.rows) - 2)
     assert ("goal-late (tuned)", goal) not in versus
+    rows = {r.label: r for r in result.rows}
+    assert (
+        rows[goal].brake_epochs == (None,) * 3 and rows["paper PHS"].brake_epochs == ()
+    )
     assert result.rows[0].curve[-1].mean == pytest.approx(result.rows[0].final.mean)
     chart = study.tuned_chart(result)
     assert len(chart.panels[0].lines) == len(result.rows)

@@ -15,6 +15,7 @@ from phs_optax_training.experiments import tuning
 from phs_optax_training.experiments.common import row_config
 from phs_optax_training.stats import Estimate, PairedTest, holm_family
 from phs_optax_training.study.render import (
+    brakes_text,
     difference_text,
     estimate_text,
     mean_with_band,
@@ -51,6 +52,8 @@ class TunedRow:
     selected: Estimate
     diverged_seeds: tuple[int, ...]
     curve: tuple[Estimate, ...] = ()  # test accuracy after each epoch, over seeds
+    # goal-oriented rows: each seed's brake epoch (None: the goal was never met)
+    brake_epochs: tuple[float | None, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,6 +149,9 @@ def tuned_study(tuning_folder: str | Path, tuned_folder: str | Path) -> TunedStu
             Estimate.of([r.selected for r in found.values()]),
             tuple(s for s, r in sorted(found.items()) if r.diverged),
             curve_band([r.test_curve for r in found.values()]),
+            tuple(r.brake_epoch for _, r in sorted(found.items()))
+            if config.optimizer == "goal_phs"
+            else (),
         )
         for label, (config, found) in runs.items()
     )
@@ -185,13 +191,16 @@ def tuned_markdown(study: TunedStudy) -> str:
         "The chosen settings and the paper's rows on new seeds: test accuracy (%).",
         "",
         "| run | setting | seeds | final: mean ± sd [95% CI] | "
-        "at the validation-best epoch | diverged seeds |",
-        "|---|---|---|---|---|---|",
+        "at the validation-best epoch | brake epoch (median, range) | "
+        "diverged seeds |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in study.rows:
         lines.append(
             f"| {r.label} | {r.setting} | {r.final.n} | {estimate_text(r.final)} | "
-            f"{estimate_text(r.selected)} | {', '.join(map(str, r.diverged_seeds)) or '-'} |"
+            f"{estimate_text(r.selected)} | "
+            f"{brakes_text(r.brake_epochs) if r.brake_epochs else ''} | "
+            f"{', '.join(map(str, r.diverged_seeds)) or '-'} |"
         )
     if study.versus:
         lines += [
