@@ -21,10 +21,12 @@ if [ ${#sizes[@]} -gt 0 ]; then
   study batch-size "${sizes[@]}" --figure=$R/batch-size/batch_size.png \
     > $R/batch-size/tables.md
 fi
-if [ -d $R/tuning/batch64 ] && [ -d $R/tuned/batch64 ]; then
-  study tuned $R/tuning/batch64 $R/tuned/batch64 \
-    --figure=$R/tuned/tuned_batch64.png > $R/tuned/batch64.md
-fi
+for b in 64 10; do
+  if [ -d $R/tuning/batch$b ] && [ -d $R/tuned/batch$b ]; then
+    study tuned $R/tuning/batch$b $R/tuned/batch$b \
+      --figure=$R/tuned/tuned_batch$b.png > $R/tuned/batch$b.md
+  fi
+done
 if [ -d $R/table1/batch64 ]; then
   study table $R/table1/batch64 --table=table1 \
     --figure=$R/table1/figure3_batch64.png > $R/table1/batch64.md

@@ -42,7 +42,10 @@ METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
 _DPI = 120
 BRAKE_COLOR = "black"
-PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:cyan")
+PALETTE = (
+    "tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown", "tab:cyan",
+    "tab:olive", "tab:pink", "tab:gray",
+)  # fmt: skip
 DIVERGED_COLOR = "tab:red"
 
 

@@ -231,6 +231,8 @@ def tuned_chart(study: TunedStudy) -> plotting.Chart:
         line, band = mean_with_band(
             x, row.curve, color=color, label=f"{row.label}: {row.setting}"
         )
+        if row.label.startswith("paper"):
+            line = dataclasses.replace(line, linestyle="--")
         lines.append(line)
         bands.append(band)
     panel = plotting.Panel(
