@@ -209,14 +209,14 @@ def tuned_markdown(study: TunedStudy) -> str:
             "of this table):",
             "",
             "| goal-oriented | minus | final: difference [95% CI] | p (Holm) | "
-            "selected: difference [95% CI] | p (Holm) |",
-            "|---|---|---|---|---|---|",
+            "selected: difference [95% CI] | p (Holm) | seeds ahead (selected) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for reference, label, final, selected in study.versus:
             lines.append(
                 f"| {reference} | {label} | {difference_text(final.difference)} | "
                 f"{p_text(final)} | {difference_text(selected.difference)} | "
-                f"{p_text(selected)} |"
+                f"{p_text(selected)} | {selected.wins}/{selected.difference.n} |"
             )
     return "\n".join(lines)
 
