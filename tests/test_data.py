@@ -884,6 +884,39 @@ def run_cli_in_process(argv, capsys) -> tuple[int, list[str]]:
     return exit_info.value.code, capsys.readouterr().err.strip().splitlines()
 
 
+def test_plots_that_cannot_be_written_are_one_line_and_the_run_is_kept(
+    tmp_path, monkeypatch, capsys
+):
+    from phs_optax_training import plotting, train_lib
+
+    def finishes(config, workdir, **options):
+        train_lib.make_workdir(Path(workdir))
+        (Path(workdir) / "metrics.jsonl").write_text("{}\n")
+        return {}
+
+    def cannot_write(workdir, *args, **kwargs):
+        raise plotting.PlotError("cannot write loss.png (No space left on device)")
+
+    monkeypatch.setattr(train_lib, "train_and_evaluate", finishes)
+    monkeypatch.setattr(plotting, "plot_run", cannot_write)
+    from phs_optax_training import cli
+
+    workdir = tmp_path / "run"
+    cli.FLAGS.unparse_flags()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run(["train.py", f"--workdir={workdir}", *CLI_FLAGS, "--plots"])
+    finally:
+        cli.FLAGS.unparse_flags()
+    code, err = exit_info.value.code, capsys.readouterr().err.strip().splitlines()
+    assert code == errors.UNREADABLE
+    assert err == [
+        f"train.py: error: the run finished and is kept in {workdir}, but its "
+        "plots could not be written: cannot write loss.png (No space left on device)"
+    ]
+    assert (workdir / "metrics.jsonl").exists()
+
+
 def test_train_py_removes_the_workdir_it_created_when_a_run_fails_early(
     tmp_path, monkeypatch, capsys
 ):

@@ -176,6 +176,20 @@ def _start_distributed() -> None:
     )
 
 
+def _plot(workdir: Path) -> None:
+    """The run's plots; a failure to write them is one line (exit 4): the run
+    itself is finished and kept."""
+    from phs_optax_training import errors, plotting
+
+    try:
+        plotting.plot_run(workdir)
+    except plotting.PlotError as error:
+        raise errors.UnreadableError(
+            f"the run finished and is kept in {workdir}, but its plots could not "
+            f"be written: {error}"
+        ) from None
+
+
 def _fail(message: str, exit_code: int = USAGE_ERROR) -> None:
     print(f"train.py: error: {message}", file=sys.stderr)
     sys.exit(exit_code)
@@ -287,9 +301,7 @@ def run(argv: list[str]) -> None:
                 label=name if len(runs) > 1 else None,
             )
             if FLAGS.plots and jax.process_index() == 0:
-                from phs_optax_training import plotting
-
-                plotting.plot_run(run_workdir)
+                _plot(run_workdir)
         finished = True
     except (ConfigError, DataUnavailableError) as error:
         _fail(str(error).splitlines()[0])
