@@ -133,9 +133,10 @@ def tuned_study(tuning_folder: str | Path, tuned_folder: str | Path) -> TunedStu
     # configuration, so fields no name holds (a goal run's goal in an SGD
     # configuration) may differ from the sweep's.
     runs = {}
+    tuned_seeds = _seeds_in(tuned_folder)
     for label, config in labelled:
         found = {}
-        for seed in _seeds_in(tuned_folder):
+        for seed in tuned_seeds:
             run_dir = tuned_folder / run_name(dataclasses.replace(config, seed=seed))
             if (run_dir / "summary.json").exists():
                 found[seed] = read_run(run_dir)
